@@ -1,0 +1,52 @@
+# Two commands on a fresh clone: `make report` and `make test`.
+# Both build .venv from requirements.lock first (Python >= 3.12; .python-version picks pyenv's 3.12).
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Prefer an explicit 3.12 interpreter; fall back to python3 (pyenv resolves it through .python-version).
+PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
+
+# Keep PyTensor's compile cache and matplotlib's state inside the checkout.
+export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
+export MPLBACKEND ?= Agg
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+
+.PHONY: help venv report test validate bench lint clean
+
+help:
+	@echo "make report    run every built-in case and write reports/index.html"
+	@echo "make test      run the test suite (fast statistical checks included)"
+	@echo "make validate  long statistical studies (tests marked slow)"
+	@echo "make bench     benchmark scripts (print figures; nothing is asserted)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml .python-version
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 12) else \
+	  f"bayes-crosscheck needs Python >= 3.12, but {sys.executable} is {v.major}.{v.minor}. \
+	Install 3.12 (pyenv install 3.12) or run make PYTHON=/path/to/python3.12")'
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --require-virtualenv -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+report: $(STAMP)
+	$(VENV)/bin/crosscheck report --out reports
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+validate: $(STAMP)
+	$(PY) -m pytest -m slow -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .cache reports

@@ -1,0 +1,99 @@
+r"""Agreement of Monte Carlo draws with an exact answer, in units of Monte Carlo standard error.
+
+For a scalar parameter with draws shaped (chain, draw) and an exact posterior, each quantity
+:math:`q` (mean, sd, 5% and 95% quantiles) gives
+
+.. math::
+
+    z = \frac{\hat q - q_{\text{exact}}}{\widehat{\mathrm{MCSE}}(\hat q)},
+
+with the MCSE from arviz (``sd / sqrt(ESS)`` for the mean, the ESS-based formulas for sd and
+quantiles; Vehtari et al. 2021). Under a correct sampler :math:`z` is close to standard normal,
+so :math:`|z| < z_{\max}` holds with a known false-alarm rate per quantity.
+
+A posterior *correlation* :math:`\rho` between two coefficients is tested through the product of
+exactly standardized draws, :math:`w = (a - \mu_a)(b - \mu_b) / (\sigma_a \sigma_b)`, whose
+expectation is :math:`\rho`: its mean and MCSE follow from arviz like any other mean.
+
+References
+----------
+Vehtari, A., Gelman, A., Simpson, D., Carpenter, B. and Burkner, P.-C. (2021). Rank-normalization,
+folding, and localization: an improved R-hat for assessing convergence of MCMC. *Bayesian
+Analysis* 16(2), 667-718.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["QUANTITIES", "Check", "check_against_exact", "check_correlation"]
+
+#: The quantities compared for every scalar parameter, with their arviz MCSE method.
+QUANTITIES = {"mean": ("mean", None), "sd": ("sd", None), "q05": ("quantile", 0.05),
+              "q95": ("quantile", 0.95)}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison of an estimate with a target value, in MCSE units."""
+
+    parameter: str
+    quantity: str
+    estimate: float
+    target: float
+    mcse: float
+    z: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _estimate(x: np.ndarray, quantity: str) -> float:
+    flat = x.reshape(-1)
+    if quantity == "mean":
+        return float(flat.mean())
+    if quantity == "sd":
+        return float(flat.std(ddof=1))
+    return float(np.quantile(flat, QUANTITIES[quantity][1]))
+
+
+def mcse(x: np.ndarray, quantity: str) -> float:
+    """MCSE of ``quantity`` for draws ``x`` shaped (chain, draw), from arviz."""
+    import arviz_stats
+
+    method, prob = QUANTITIES[quantity]
+    kw = {"prob": prob} if prob is not None else {}
+    return float(arviz_stats.mcse(np.asarray(x, dtype=float), method=method, **kw))
+
+
+def exact_value(dist, quantity: str) -> float:
+    """Exact ``quantity`` of a distribution with ``mean()``, ``std()`` and ``ppf()``."""
+    if quantity == "mean":
+        return float(dist.mean())
+    if quantity == "sd":
+        return float(dist.std())
+    return float(dist.ppf(QUANTITIES[quantity][1]))
+
+
+def check_against_exact(name: str, x, dist, quantities=tuple(QUANTITIES)) -> list[Check]:
+    """Compare draws ``x`` (chain, draw) of one scalar parameter with its exact marginal ``dist``."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"draws of {name!r} must be shaped (chain, draw); received {x.shape}.")
+    out = []
+    for q in quantities:
+        est, target, se = _estimate(x, q), exact_value(dist, q), mcse(x, q)
+        out.append(Check(name, q, est, target, se, (est - target) / se))
+    return out
+
+
+def check_correlation(names: tuple[str, str], a, b, mean, sd, rho: float) -> Check:
+    """Compare the posterior correlation of draws ``a`` and ``b`` with the exact ``rho``.
+
+    ``mean`` and ``sd`` are the exact means and sds of the two parameters.
+    """
+    w = ((np.asarray(a) - mean[0]) / sd[0]) * ((np.asarray(b) - mean[1]) / sd[1])
+    est, se = float(w.mean()), mcse(w, "mean")
+    return Check(f"corr({names[0]}, {names[1]})", "corr", est, float(rho), se, (est - rho) / se)
