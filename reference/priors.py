@@ -18,6 +18,7 @@ if :math:`\sigma^2 \sim \mathrm{InvGamma}(a, b)` then
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import ClassVar
 
 import numpy as np
 from scipy import special, stats
@@ -48,11 +49,11 @@ class Prior:
     """Base class. Subclasses define ``logpdf``, ``rvs`` and the support."""
 
     #: "real", "positive" or "interval"
-    support = "real"
+    support: ClassVar[str] = "real"
     #: False for improper priors (Flat), whose evidence is undefined
-    proper = True
+    proper: ClassVar[bool] = True
     #: names of the parameters that set the prior's scale (halved/doubled in sensitivity runs)
-    scale_fields: tuple = ()
+    scale_fields: ClassVar[tuple] = ()
 
     def logpdf(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
