@@ -345,6 +345,11 @@ class SqrtInvGamma:
     def cdf(self, x):
         return self._ig.cdf(np.square(x))
 
+    def pdf(self, x):
+        """Density of sigma: the inverse-gamma density at sigma^2 times the Jacobian 2 sigma."""
+        x = np.asarray(x, dtype=float)
+        return np.where(x > 0, self._ig.pdf(np.square(x)) * 2 * x, 0.0)
+
     def rvs(self, size=None, random_state=None):
         return np.sqrt(self._ig.rvs(size=size, random_state=random_state))
 
