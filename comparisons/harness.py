@@ -15,6 +15,7 @@ correlations) then cries wolf less than 0.4% of the time (Bonferroni bound).
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -26,6 +27,16 @@ from models.spec import ModelSpec
 #: |z| at or above this is a disagreement (see module docstring for the false-alarm budget)
 Z_MAX = 4.0
 BACKENDS = ("reference", "pymc", "bambi")
+
+
+def backend_seed(seed: int, backend: str) -> int:
+    """A seed of its own for each backend, derived from the root seed.
+
+    PyMC and Bambi build the same graph, so one seed would give them identical draws and their
+    Monte Carlo errors would not be independent; deriving a seed per backend keeps them so.
+    """
+    key = zlib.crc32(backend.encode())
+    return int(np.random.SeedSequence([seed, key]).generate_state(1)[0])
 
 
 def _fit(backend: str):
@@ -69,7 +80,8 @@ def run_case(spec: ModelSpec, *, backends=BACKENDS, draws: int = 1000, tune: int
     for b in backends:
         _fit(b)  # validate every name before any work
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed,
-                "backends": list(backends)}
+                "backends": list(backends),
+                "backend_seeds": {b: backend_seed(seed, b) for b in backends}}
     result = CaseResult(spec, settings)
     from models.reference_model import ExactPosterior
 
@@ -78,7 +90,8 @@ def run_case(spec: ModelSpec, *, backends=BACKENDS, draws: int = 1000, tune: int
         if progress is not None:
             progress(f"{spec.name}: fitting {b}")
         t0 = time.perf_counter()
-        out = _fit(b)(spec, draws=draws, tune=tune, chains=chains, seed=seed)
+        out = _fit(b)(spec, draws=draws, tune=tune, chains=chains,
+                      seed=settings["backend_seeds"][b])
         result.posteriors[b] = out[0] if isinstance(out, tuple) else out
         result.wall_times[b] = time.perf_counter() - t0
     result.checks = compare(spec, result.posteriors, result.exact)
