@@ -6,11 +6,14 @@ predictors), ``auto_scale=False`` (otherwise unset priors depend on the data) an
 ``bmb.Prior`` on every term, with ``bmb.config["UNUSED_PRIORS"] = "error"`` so a misspelled
 prior name fails instead of being ignored.
 
-Priors Bambi has no keyword for are written as custom ``dist=`` callables:
+What Bambi has no keyword for is written in its own idioms:
 
-* an inverse-gamma prior on :math:`\\sigma^2` returns an unnamed ``pt.sqrt(sigma2)``;
-* the Normal-Inverse-Gamma prior, whose coefficient scales are multiples of :math:`\\sigma`,
-  shares one ``sigma2`` variable between the coefficients' priors and the likelihood.
+* an inverse-gamma prior on :math:`\\sigma^2`: a custom ``dist=`` returning an unnamed
+  ``pt.sqrt(sigma2)``;
+* the Normal-Inverse-Gamma prior, whose coefficient scales are multiples of :math:`\\sigma`:
+  custom ``dist=`` callables sharing one ``sigma2`` variable;
+* known per-row noise sds (meta-analysis): a distributional formula
+  ``sigma ~ 0 + offset(np.log(se))`` with a log link, so ``sigma = se`` exactly.
 
 As for PyMC, :func:`bambi_code` is the source a reader sees and :func:`build_bambi_model` runs it.
 """
@@ -20,8 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from models._render import fmt, prior_kwargs
-from models.spec import ModelSpec
-from reference.priors import InverseGamma
+from models.pymc_model import keep_parameters
+from models.spec import GroupPrior, ModelSpec, NoiseColumn
+from reference.priors import InverseGamma, Prior
 
 _SHARED_SIGMA2 = '''
 def shared_sigma2():
@@ -49,13 +53,19 @@ def sigma_from_variance(name, alpha, beta, **kwargs):
 '''
 
 
+def _prior(p: Prior | GroupPrior) -> str:
+    if isinstance(p, GroupPrior):
+        return f'bmb.Prior("Normal", mu=0, sigma={_prior(p.sigma)})'
+    return f'bmb.Prior("{p.name}", {prior_kwargs(p)})'
+
+
 def bambi_code(spec: ModelSpec) -> str:
     """The Bambi formula model for ``spec``, as source code (``data`` is the data frame)."""
     d = spec.design()
-    lines = ["import bambi as bmb"]
     sigma = spec.sigma
     nig = spec.coef_scale_by_sigma
     ig_variance = isinstance(sigma, InverseGamma) and sigma.on == "sigma2"
+    lines = ["import bambi as bmb"]
     if ig_variance:
         lines += ["import pymc as pm", "import pytensor.tensor as pt"]
     lines += ["", 'bmb.config["UNUSED_PRIORS"] = "error"  # a misspelled prior name fails']
@@ -64,13 +74,12 @@ def bambi_code(spec: ModelSpec) -> str:
     elif ig_variance:
         lines.append(_SIGMA_FROM_VARIANCE)
     lines.append("priors = {")
-    for t in d.terms:
-        p = spec.priors[t]
+    for name, p in spec.priors.items():
         if nig:
-            lines.append(f'    "{t}": bmb.Prior("NormalTimesSigma", mu={fmt(p.mu)}, '
+            lines.append(f'    "{name}": bmb.Prior("NormalTimesSigma", mu={fmt(p.mu)}, '
                          f"scale={fmt(p.sigma)}, dist=normal_times_sigma),")
         else:
-            lines.append(f'    "{t}": bmb.Prior("{p.name}", {prior_kwargs(p)}),')
+            lines.append(f'    "{name}": {_prior(p)},')
     ks = spec.known_sigma
     if ks is not None:
         lines.append(f'    "sigma": {fmt(ks)},  # known noise sd')
@@ -79,13 +88,21 @@ def bambi_code(spec: ModelSpec) -> str:
     elif ig_variance:
         lines.append(f'    "sigma": bmb.Prior("SigmaFromVariance", alpha={fmt(sigma.alpha)}, '
                      f"beta={fmt(sigma.beta)}, dist=sigma_from_variance),")
+    elif not isinstance(sigma, NoiseColumn):
+        lines.append(f'    "sigma": {_prior(sigma)},')
+    lines.append("}")
+    if isinstance(sigma, NoiseColumn):
+        lines += [
+            "# known per-row noise sds: log(sigma) = log(se) exactly, through an offset",
+            f'formula = bmb.Formula("{spec.formula}", '
+            f'"sigma ~ 0 + offset(np.log({sigma.column}))")',
+            "model = bmb.Model(formula, data, priors=priors,",
+            '                  link={"mu": "identity", "sigma": "log"},',
+            "                  center_predictors=False, auto_scale=False)",
+        ]
     else:
-        lines.append(f'    "sigma": bmb.Prior("{sigma.name}", {prior_kwargs(sigma)}),')
-    lines += [
-        "}",
-        f'model = bmb.Model("{spec.formula}", data, priors=priors,',
-        "                  center_predictors=False, auto_scale=False)",
-    ]
+        lines += [f'model = bmb.Model("{spec.formula}", data, priors=priors,',
+                  "                  center_predictors=False, auto_scale=False)"]
     return "\n".join(lines) + "\n"
 
 
@@ -106,11 +123,4 @@ def fit_bambi(spec: ModelSpec, *, draws: int = 1000, tune: int = 1000, chains: i
     model = build_bambi_model(spec)
     idata = model.fit(draws=draws, tune=tune, chains=chains, cores=min(chains, 2),
                       random_seed=seed, inference_method=sampler, progressbar=progressbar)
-    post = idata["posterior"].to_dataset()
-    if "sigma" in spec.parameters and "sigma" not in post and "sigma2" in post:
-        post["sigma"] = np.sqrt(post["sigma2"])
-    missing = [n for n in spec.parameters if n not in post]
-    if missing:
-        raise RuntimeError(f"Bambi's posterior lacks {missing}; it has {list(post)}.")
-    idata["posterior"] = post[spec.parameters]
-    return idata
+    return keep_parameters(idata, spec)

@@ -1,8 +1,12 @@
 """The PyMC backend: a :class:`~models.spec.ModelSpec` written out as an explicit ``pm.Model``.
 
 :func:`pymc_code` renders the specification as plain PyMC source that a reader can study, and
-:func:`build_pymc_model` runs exactly that source, so the printed model and the fitted model can
-never drift apart. The design matrix ``X`` and response ``y`` come from formulae, like Bambi's.
+:func:`build_pymc_model` runs exactly that source, so the printed model and the fitted model
+cannot drift apart. ``X`` (the common design matrix from formulae), ``y``, and for group terms
+``codes`` (group index per row) and ``Z`` (the term's column per row) are the data.
+
+Group terms use Bambi's non-centred parametrization, under Bambi's names:
+``1|g_offset ~ N(0, 1)``, ``1|g = 1|g_offset * 1|g_sigma``.
 """
 
 from __future__ import annotations
@@ -10,92 +14,119 @@ from __future__ import annotations
 import numpy as np
 
 from models._render import fmt, identifier, prior_kwargs
-from models.spec import ModelSpec
-from reference.priors import InverseGamma
+from models.spec import ModelSpec, NoiseColumn
+from reference.priors import InverseGamma, Prior
 
 #: NUTS implementations PyMC can use here
 SAMPLERS = ("nutpie", "pymc")
 
 
-def _prior_line(var: str, name: str, prior, scale: str = "") -> str:
+def _dist(prior: Prior, name: str, dims: str | None = None, scale: str = "") -> str:
     kwargs = prior_kwargs(prior)
     if scale:  # Normal-Inverse-Gamma: the prior sd is in units of sigma
         kwargs = f"mu={fmt(prior.mu)}, sigma={fmt(prior.sigma)} * {scale}"
-    return f'    {var} = pm.{prior.name}("{name}", {kwargs})'
+    if dims:
+        kwargs += f', dims="{dims}"'
+    return f'pm.{prior.name}("{name}"{", " if kwargs else ""}{kwargs})'
 
 
 def pymc_code(spec: ModelSpec) -> str:
-    """The explicit PyMC model for ``spec``, as source code (``X``, ``y`` are the design)."""
+    """The explicit PyMC model for ``spec``, as source code."""
     d = spec.design()
-    used: set = {"pm", "pt", "np", "X", "y", "model", "mu", "sigma", "sigma2"}
-    lines = [
-        "import pymc as pm",
-        "import pytensor.tensor as pt",
-        "",
-        f"# {spec.formula}; X columns: {', '.join(d.terms)}",
-        "with pm.Model() as model:",
-    ]
-    sigma_var = ""
+    used: set = {"pm", "pt", "np", "X", "y", "Z", "codes", "coords", "noise_sd", "model", "mu",
+                 "sigma", "sigma2"}
+    lines = ["import pymc as pm", "import pytensor.tensor as pt", ""]
+    lines.append(f"# {spec.formula}")
+    lines.append(f"# X columns: {', '.join(d.column_names()) or '(none)'}")
+    coords = spec.coords()
+    lines.append("with pm.Model(coords=coords) as model:" if coords else
+                 "with pm.Model() as model:")
+    body = []
+    scale_var = ""
+    if isinstance(spec.sigma, InverseGamma) and spec.sigma.on == "sigma2":
+        body += ["# inverse-gamma prior on the variance; sigma is its square root",
+                 f'sigma2 = pm.InverseGamma("sigma2", alpha={fmt(spec.sigma.alpha)}, '
+                 f"beta={fmt(spec.sigma.beta)})",
+                 'sigma = pm.Deterministic("sigma", pt.sqrt(sigma2))']
+        scale_var = "sigma" if spec.coef_scale_by_sigma else ""
+    terms = []
+    for t in d.common:
+        var = identifier(t.name, used)
+        body.append(f"{var} = {_dist(spec.priors[t.name], t.name, t.dim, scale_var)}")
+        sl = t.columns
+        if t.name == "Intercept":
+            terms.append(var)
+        elif t.levels is None:
+            terms.append(f"{var} * X[:, {sl.start}]")
+        else:
+            terms.append(f"X[:, {sl.start}:{sl.stop}] @ {var}")
+    for g in d.groups:
+        var = identifier(g.name, used)
+        gp = spec.priors[g.name]
+        body += [f"# {g.name}: one effect per level of {g.group}, non-centred as in Bambi",
+                 f"{var}_sigma = {_dist(gp.sigma, g.name + '_sigma')}",
+                 f'{var}_offset = pm.Normal("{g.name}_offset", mu=0, sigma=1, dims="{g.dim}")',
+                 f'{var} = pm.Deterministic("{g.name}", {var}_offset * {var}_sigma, '
+                 f'dims="{g.dim}")']
+        terms.append(f'{var}[codes["{g.name}"]]' +
+                     ("" if g.expr == "1" else f' * Z["{g.name}"]'))
     ks = spec.known_sigma
     if ks is not None:
-        lines.append(f"    sigma = {fmt(ks)}  # known noise sd")
-        sigma_var = "sigma"
-    elif isinstance(spec.sigma, InverseGamma) and spec.sigma.on == "sigma2":
-        lines += [
-            "    # inverse-gamma prior on the variance; sigma is its square root",
-            f'    sigma2 = pm.InverseGamma("sigma2", alpha={fmt(spec.sigma.alpha)}, '
-            f"beta={fmt(spec.sigma.beta)})",
-            '    sigma = pm.Deterministic("sigma", pt.sqrt(sigma2))',
-        ]
-        sigma_var = "sigma"
-    terms = []
-    for j, t in enumerate(d.terms):
-        var = identifier(t, used)
-        scale = "sigma" if spec.coef_scale_by_sigma else ""
-        lines.append(_prior_line(var, t, spec.priors[t], scale))
-        terms.append(var if t == "Intercept" else f"{var} * X[:, {j}]")
-    if not sigma_var:
-        lines.append(_prior_line("sigma", "sigma", spec.sigma))
-    lines += [
-        f"    mu = {' + '.join(terms)}",
-        f'    pm.Normal("{d.response}", mu=mu, sigma=sigma, observed=y)',
-    ]
+        body.append(f"sigma = {fmt(ks)}  # known noise sd")
+    elif isinstance(spec.sigma, NoiseColumn):
+        body.append(f"sigma = noise_sd  # known per-row sds, column {spec.sigma.column!r}")
+    elif "sigma = pm.Deterministic" not in "\n".join(body):
+        body.append(f"sigma = {_dist(spec.sigma, 'sigma')}")
+    body += [f"mu = {' + '.join(terms) if terms else '0.0'}",
+             f'pm.Normal("{d.response}", mu=mu, sigma=sigma, observed=y)']
+    lines += ["    " + b for b in body]
     return "\n".join(lines) + "\n"
+
+
+def namespace(spec: ModelSpec) -> dict:
+    """The data the generated source refers to."""
+    d = spec.design()
+    return {"X": d.X, "y": d.y, "np": np, "coords": spec.coords(), "noise_sd": d.noise_sd,
+            "codes": {g.name: g.codes for g in d.groups},
+            "Z": {g.name: g.column for g in d.groups}}
 
 
 def build_pymc_model(spec: ModelSpec):
     """Execute :func:`pymc_code` and return the ``pm.Model``."""
-    d = spec.design()
-    namespace = {"X": d.X, "y": d.y, "np": np}
-    exec(compile(pymc_code(spec), f"<pymc model {spec.name}>", "exec"), namespace)  # noqa: S102
-    return namespace["model"]
+    ns = namespace(spec)
+    exec(compile(pymc_code(spec), f"<pymc model {spec.name}>", "exec"), ns)  # noqa: S102
+    return ns["model"]
 
 
 def fit_pymc(spec: ModelSpec, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
-             seed: int = 0, sampler: str = "nutpie", progressbar: bool = False):
+             seed: int = 0, sampler: str = "nutpie", progressbar: bool = False, model=None):
     """Sample ``spec`` with NUTS (nutpie or PyMC's own); returns an ArviZ DataTree.
 
     The posterior keeps the specification's parameters (``spec.parameters``) under their shared
-    names; ``posterior.attrs["inference_library"]`` says which NUTS ran.
+    names; ``posterior.attrs["inference_library"]`` says which NUTS ran. Divergences are kept in
+    ``sample_stats``.
     """
     import pymc as pm
 
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown PyMC sampler {sampler!r}; choose one of {SAMPLERS}.")
-    model = build_pymc_model(spec)
+    model = build_pymc_model(spec) if model is None else model
     idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=min(chains, 2),
                       random_seed=seed, nuts_sampler=sampler, progressbar=progressbar,
                       compute_convergence_checks=False, model=model)
-    return _keep(idata, spec.parameters)
+    return keep_parameters(idata, spec)
 
 
-def _keep(dt, names):
+def keep_parameters(dt, spec: ModelSpec):
+    """Restrict the posterior to ``spec.parameters`` (adding ``sigma`` from ``sigma2``)."""
     post = dt["posterior"].to_dataset()
-    missing = [n for n in names if n not in post]
+    if "sigma" in spec.parameters and "sigma" not in post and "sigma2" in post:
+        post["sigma"] = np.sqrt(post["sigma2"])
+    missing = [n for n in spec.parameters if n not in post]
     if missing:
-        raise RuntimeError(f"the fitted model lacks parameters {missing}; has {list(post)}.")
-    dt["posterior"] = dt["posterior"].to_dataset()[names]
+        raise RuntimeError(f"the fitted model lacks parameters {missing}; it has {list(post)}.")
+    dt["posterior"] = post[spec.parameters]
     return dt
 
 
-__all__ = ["SAMPLERS", "build_pymc_model", "fit_pymc", "pymc_code"]
+__all__ = ["SAMPLERS", "build_pymc_model", "fit_pymc", "keep_parameters", "pymc_code"]

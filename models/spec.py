@@ -1,14 +1,26 @@
 """The model description: one formula, explicit priors and data, rendered by every backend.
 
 A :class:`ModelSpec` is the single source the reference, PyMC and Bambi backends are built from,
-so that all three fit the same model. Design matrices come from ``formulae``, the parser Bambi
-uses, so every backend sees the same columns under the same names.
+so all three fit the same model. Design matrices come from ``formulae``, the parser Bambi uses,
+so every backend sees the same columns under the same names.
 
-Parameter names follow Bambi: ``Intercept``, the term names (``x``), ``sigma``.
+Parameter names follow Bambi: ``Intercept``; common terms by their formula name (``x``,
+``np.log(x)``, ``C(g)`` -- a vector over ``C(g)_dim`` for a categorical); group terms ``1|g`` and
+``x|g`` (vectors over ``g__factor_dim``) with their standard deviations ``1|g_sigma`` and
+``x|g_sigma``; the noise standard deviation ``sigma``.
 
-Noise is either unknown, with a prior on ``sigma``, or known (a float). The Normal-Inverse-Gamma
-conjugate prior is written as ``sigma = InverseGamma(a0, b0, on="sigma2")`` together with
-``coef_scale_by_sigma=True``: every coefficient prior ``Normal(mu, s)`` then means
+Priors
+------
+Every parameter needs an explicit prior (:mod:`reference.priors`). A group term's prior is
+:class:`GroupPrior`: ``b_j ~ Normal(0, tau)`` with a prior on ``tau``, exactly Bambi's
+``bmb.Prior("Normal", mu=0, sigma=bmb.Prior(...))``.
+
+Noise
+-----
+``sigma`` is a :class:`~reference.priors.Prior` (unknown noise), a float (known), or
+:class:`NoiseColumn` (known per-row standard deviations, as in a meta-analysis such as eight
+schools). The Normal-Inverse-Gamma conjugate prior is ``sigma = InverseGamma(a0, b0,
+on="sigma2")`` with ``coef_scale_by_sigma=True``: coefficient priors ``Normal(mu, s)`` then mean
 ``Normal(mu, s * sigma)``.
 """
 
@@ -20,18 +32,81 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from reference.priors import Constant, InverseGamma, Normal, Prior
+from reference.priors import Constant, Flat, InverseGamma, Normal, Prior
+
+__all__ = ["CommonTerm", "Design", "GroupPrior", "GroupTermSpec", "ModelSpec", "NoiseColumn"]
+
+
+@dataclass(frozen=True)
+class GroupPrior:
+    """Prior of a group term: ``b_j ~ Normal(0, sigma)`` with ``sigma`` itself a prior."""
+
+    sigma: Prior
+
+    def __str__(self) -> str:
+        return f"Normal(mu=0, sigma={self.sigma})"
+
+
+@dataclass(frozen=True)
+class NoiseColumn:
+    """Known per-row noise standard deviations, read from a data column."""
+
+    column: str
+
+    def __str__(self) -> str:
+        return f"known, column {self.column!r}"
+
+
+@dataclass(frozen=True)
+class CommonTerm:
+    """A common (population-level) term: one column, or several for a categorical."""
+
+    name: str
+    columns: slice
+    levels: tuple | None  # coords of a vector term (categorical), None for a scalar
+
+    @property
+    def dim(self) -> str | None:
+        return f"{self.name}_dim" if self.levels is not None else None
+
+
+@dataclass(frozen=True)
+class GroupTermSpec:
+    """A group-specific term ``expr|group``: per-row column, group codes and level labels."""
+
+    name: str
+    expr: str
+    group: str
+    column: np.ndarray = field(repr=False)
+    codes: np.ndarray = field(repr=False)
+    levels: tuple = ()
+
+    @property
+    def dim(self) -> str:
+        return f"{self.group}__factor_dim"
 
 
 @dataclass(frozen=True)
 class Design:
-    """Response and common-effects design matrix, with Bambi's term names."""
+    """What every backend fits: response, common design matrix and terms, group terms."""
 
     response: str
     y: np.ndarray
     X: np.ndarray
-    terms: tuple  # term names, one column each
+    common: tuple
+    groups: tuple
+    noise_sd: np.ndarray | None
     data: pd.DataFrame
+
+    @property
+    def terms(self) -> tuple:
+        return tuple(t.name for t in self.common)
+
+    def column_names(self) -> list[str]:
+        names = []
+        for t in self.common:
+            names += [t.name] if t.levels is None else [f"{t.name}[{lv}]" for lv in t.levels]
+        return names
 
 
 @dataclass(frozen=True)
@@ -44,46 +119,70 @@ class ModelSpec:
         Case name (used in reports and cache keys).
     data : pandas.DataFrame
     formula : str
-        formulae/Bambi syntax, e.g. ``"y ~ x"`` or ``"y ~ 0 + x"``.
-    priors : dict[str, Prior]
-        One explicit prior per coefficient, keyed by Bambi's term name.
-    sigma : Prior or float
-        Prior on the noise sd, or its known value.
+        formulae/Bambi syntax: ``y ~ x``, ``y ~ 0 + x``, ``y ~ x*z``, ``y ~ C(g)``,
+        ``y ~ np.log(x)``, ``y ~ scale(x)``, ``y ~ x + (1|g)``, ``y ~ x + (x|g)``.
+    priors : dict
+        One explicit prior per term (a :class:`Prior`, or a :class:`GroupPrior` for a group
+        term), keyed by Bambi's term name.
+    sigma : Prior, float or NoiseColumn
+        Prior on the noise sd, its known value, or a column of known per-row sds.
     coef_scale_by_sigma : bool
         Coefficient prior sds are in units of sigma (Normal-Inverse-Gamma).
     description : str
-        One paragraph shown in reports.
+        A paragraph shown in reports.
+    reference_algorithm : str
+        ``"auto"`` (chosen from the priors) or one of ``"closed-form"``, ``"gibbs"``,
+        ``"hierarchical-gibbs"``, ``"mh"``.
     """
 
     name: str
     data: pd.DataFrame = field(repr=False)
     formula: str
     priors: dict
-    sigma: Prior | float
+    sigma: Prior | float | NoiseColumn
     coef_scale_by_sigma: bool = False
     description: str = ""
+    reference_algorithm: str = "auto"
+    backends: tuple = ("reference", "pymc", "bambi")
+    unsupported: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        terms = self.design().terms
-        missing = [t for t in terms if t not in self.priors]
-        extra = [k for k in self.priors if k not in terms]
-        if missing or extra:
+        d = self.design()
+        expected = list(d.terms) + [g.name for g in d.groups]
+        missing = [t for t in expected if t not in self.priors]
+        extra = [k for k in self.priors if k not in expected]
+        if missing:
             raise ValueError(
-                f"case {self.name!r}: priors must name exactly the formula's terms {list(terms)}; "
-                f"missing {missing}, unknown {extra}."
+                f"case {self.name!r}: no prior for {missing}; every parameter needs an explicit "
+                f"prior. The formula's terms are {expected}."
             )
+        if extra:
+            raise ValueError(
+                f"case {self.name!r}: prior for {extra}, which the formula does not have; "
+                f"valid names: {expected}."
+            )
+        group_names = {g.name for g in d.groups}
         for k, p in self.priors.items():
-            if not isinstance(p, Prior):
-                raise TypeError(f"prior for {k!r} must be a Prior; received {p!r}.")
+            if k in group_names and not isinstance(p, GroupPrior):
+                raise TypeError(f"prior for group term {k!r} must be Normal(mu=0, sigma=<prior>);"
+                                f" received {p}.")
+            if k not in group_names and not isinstance(p, Prior):
+                raise TypeError(f"prior for {k!r} must be a distribution; received {p!r}.")
+        if not isinstance(self.sigma, Prior | NoiseColumn | int | float):
+            raise TypeError(f"sigma must be a prior, a number or a column; received {self.sigma!r}.")
+        if isinstance(self.sigma, int | float) and not self.sigma > 0:
+            raise ValueError(f"a known sigma must be > 0; received {self.sigma}.")
         if self.coef_scale_by_sigma:
             if not (isinstance(self.sigma, InverseGamma) and self.sigma.on == "sigma2"):
                 raise ValueError("coef_scale_by_sigma needs sigma = InverseGamma(..., on='sigma2').")
-            if not all(isinstance(p, Normal) for p in self.priors.values()):
-                raise ValueError("coef_scale_by_sigma needs Normal priors on every coefficient.")
+            if not all(isinstance(self.priors[t], Normal) for t in d.terms) or d.groups:
+                raise ValueError("coef_scale_by_sigma needs Normal priors on every coefficient "
+                                 "and no group terms.")
 
+    # ------------------------------------------------------------------------------------
     @property
     def known_sigma(self) -> float | None:
-        """The known noise sd, or None when sigma is a parameter."""
+        """The known constant noise sd, or None."""
         if isinstance(self.sigma, Constant):
             return float(self.sigma.value)
         if isinstance(self.sigma, int | float):
@@ -91,31 +190,46 @@ class ModelSpec:
         return None
 
     @property
+    def sigma_is_known(self) -> bool:
+        return self.known_sigma is not None or isinstance(self.sigma, NoiseColumn)
+
+    @property
+    def has_flat_prior(self) -> bool:
+        return any(isinstance(p, Flat) for p in self.priors.values()) or (
+            isinstance(self.sigma, Flat))
+
+    @property
     def parameters(self) -> list[str]:
-        """Names of the parameters every backend reports."""
-        names = list(self.design().terms)
-        return names if self.known_sigma is not None else [*names, "sigma"]
+        """Names of the parameters every backend reports, in a fixed order."""
+        d = self.design()
+        names = list(d.terms)
+        for g in d.groups:
+            names += [g.name, f"{g.name}_sigma"]
+        return names if self.sigma_is_known else [*names, "sigma"]
+
+    def dims(self) -> dict:
+        """ArviZ dims of the vector-valued parameters."""
+        d = self.design()
+        out = {t.name: [t.dim] for t in d.common if t.levels is not None}
+        out.update({g.name: [g.dim] for g in d.groups})
+        return out
+
+    def coords(self) -> dict:
+        d = self.design()
+        out = {t.dim: list(t.levels) for t in d.common if t.levels is not None}
+        out.update({g.dim: list(g.levels) for g in d.groups})
+        return out
 
     def design(self) -> Design:
-        """Design matrices from formulae (cached on first call)."""
+        """Design matrices from formulae (computed once)."""
         cached = self.__dict__.get("_design")
         if cached is None:
-            from formulae import design_matrices
-
-            dm = design_matrices(self.formula, self.data, na_action="error")
-            X = np.asarray(dm.common.design_matrix, dtype=float)
-            terms = tuple(dm.common.terms)
-            for t in terms:
-                sl = dm.common.slices[t]
-                if sl.stop - sl.start != 1:
-                    raise ValueError(f"term {t!r} spans several columns; not supported yet.")
-            y = np.asarray(dm.response.design_matrix, dtype=float).ravel()
-            cached = Design(dm.response.name, y, X, terms, self.data)
+            cached = _build_design(self)
             object.__setattr__(self, "_design", cached)
         return cached
 
     def data_hash(self) -> str:
-        """SHA-256 of the data frame's values and column names, for provenance and caching."""
+        """SHA-256 of the data's column names and values, for provenance and caching."""
         h = hashlib.sha256()
         h.update(",".join(map(str, self.data.columns)).encode())
         h.update(pd.util.hash_pandas_object(self.data, index=False).values.tobytes())
@@ -123,8 +237,66 @@ class ModelSpec:
 
     def prior_table(self) -> dict:
         """Human-readable priors, for reports."""
-        out = {k: str(p) + (" x sigma" if self.coef_scale_by_sigma else "")
-               for k, p in self.priors.items()}
+        scale = " x sigma" if self.coef_scale_by_sigma else ""
+        out = {k: f"{p}{scale if isinstance(p, Prior) else ''}" for k, p in self.priors.items()}
         ks = self.known_sigma
         out["sigma"] = f"known = {ks:g}" if ks is not None else str(self.sigma)
         return out
+
+
+def _build_design(spec: ModelSpec) -> Design:
+    from formulae import design_matrices
+
+    data = spec.data
+    try:
+        dm = design_matrices(spec.formula, data, na_action="error")
+    except Exception as err:  # formulae raises several types; report one clear line
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"case {spec.name!r}: cannot parse formula {spec.formula!r}: {msg}. "
+                         f"Data columns: {list(data.columns)}.") from None
+    y = np.asarray(dm.response.design_matrix, dtype=float)
+    if y.ndim != 1 and y.shape[1] != 1:
+        raise ValueError(f"case {spec.name!r}: the response must be one numeric column; "
+                         f"{dm.response.name!r} gives {y.shape[1]} columns (is it categorical?).")
+    y = y.ravel()
+    X = np.asarray(dm.common.design_matrix, dtype=float) if dm.common is not None else np.empty(
+        (len(y), 0))
+    common = []
+    if dm.common is not None:
+        for name in dm.common.terms:
+            sl = dm.common.slices[name]
+            levels = None
+            if sl.stop - sl.start > 1 or _is_categorical(dm.common.terms[name]):
+                labels = dm.common.terms[name].labels
+                levels = tuple(lbl.split("[", 1)[1].rstrip("]") if "[" in lbl else lbl
+                               for lbl in labels)
+            common.append(CommonTerm(name, sl, levels))
+    groups = []
+    if dm.group is not None:
+        for name, term in dm.group.terms.items():
+            Z = _dense(dm.group.design_matrix)[:, dm.group.slices[name]]
+            gname = name.split("|", 1)[1]
+            codes = pd.Categorical(data[gname].astype(str),
+                                   categories=[str(v) for v in term.groups]).codes
+            column = Z[np.arange(len(y)), codes]
+            groups.append(GroupTermSpec(name, name.split("|", 1)[0], gname, column,
+                                        np.asarray(codes, dtype=np.int64), tuple(term.groups)))
+    noise_sd = None
+    if isinstance(spec.sigma, NoiseColumn):
+        col = spec.sigma.column
+        if col not in data:
+            raise ValueError(f"case {spec.name!r}: noise column {col!r} is not in the data; "
+                             f"columns: {list(data.columns)}.")
+        noise_sd = np.asarray(data[col], dtype=float)
+        if not np.all(np.isfinite(noise_sd) & (noise_sd > 0)):
+            raise ValueError(f"case {spec.name!r}: noise column {col!r} must hold finite "
+                             "positive standard deviations.")
+    return Design(dm.response.name, y, X, tuple(common), tuple(groups), noise_sd, data)
+
+
+def _is_categorical(term) -> bool:
+    return any(getattr(c, "kind", None) == "categoric" for c in getattr(term, "components", []))
+
+
+def _dense(m) -> np.ndarray:
+    return np.asarray(m.toarray() if hasattr(m, "toarray") else m, dtype=float)
