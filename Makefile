@@ -11,6 +11,8 @@ PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
 # Keep PyTensor's compile cache and matplotlib's state inside the checkout.
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 export MPLBACKEND ?= Agg
+# The reference samplers work with small matrices; BLAS threads only add overhead there.
+export OPENBLAS_NUM_THREADS ?= 1
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
 .PHONY: help venv report test validate bench lint clean

@@ -1,52 +1,39 @@
-"""Built-in comparison cases."""
+"""Built-in comparison cases: the TOML case files in ``comparisons/cases/``."""
 
 from __future__ import annotations
 
-import pandas as pd
+from pathlib import Path
 
+from comparisons.casefile import load_case
 from models.spec import ModelSpec
-from reference import datasets
-from reference.priors import InverseGamma, Normal
+
+CASE_DIR = Path(__file__).parent / "cases"
+
+#: the built-in cases, in report order (seeds first, then real data)
+ORDER = ("three-point", "tutorial-nig", "nig-synthetic", "tutorial", "tutorial-bambi-defaults",
+         "blog-mh", "boston", "eight-schools", "radon-intercepts", "radon-slopes", "sleepstudy")
 
 
-def three_point() -> ModelSpec:
-    return ModelSpec(
-        name="three-point",
-        data=pd.DataFrame(datasets.three_point()),
-        formula="y ~ x",
-        priors={"Intercept": Normal(0.0, 1.0), "x": Normal(0.0, 1.0)},
-        sigma=1.0,
-        description=(
-            "The derivation seed's worked example: x = (0, 1, 2), y = (1, 2, 4), prior N(0, I) on "
-            "(Intercept, x), known noise variance 1. Exact posterior mean (0.8000, 1.2667), "
-            "log evidence -5.4775."
-        ),
-    )
+def case_files() -> dict[str, Path]:
+    files = {p.stem: p for p in CASE_DIR.glob("*.toml")}
+    return {n: files[n] for n in ORDER if n in files} | {
+        n: p for n, p in sorted(files.items()) if n not in ORDER}
 
 
-def tutorial_nig() -> ModelSpec:
-    return ModelSpec(
-        name="tutorial-nig",
-        data=pd.DataFrame(datasets.tutorial()),
-        formula="y ~ x",
-        priors={"Intercept": Normal(0.0, 10.0), "x": Normal(0.0, 10.0)},
-        sigma=InverseGamma(2.0, 1.0, on="sigma2"),
-        coef_scale_by_sigma=True,
-        description=(
-            "The PyMC GLM tutorial's data (n = 200, x = linspace(0, 1), intercept 1, slope 2, "
-            "noise sd 0.5) under the conjugate Normal-Inverse-Gamma prior: sigma^2 ~ "
-            "InvGamma(2, 1), coefficients ~ N(0, (10 sigma)^2)."
-        ),
-    )
+CASES = tuple(case_files())
 
 
-#: name -> builder of every built-in case
-CASES = {"three-point": three_point, "tutorial-nig": tutorial_nig}
+def get_case(name_or_path: str) -> ModelSpec:
+    """A built-in case by name, or any case file by path."""
+    return load(name_or_path)[0]
 
 
-def get_case(name: str) -> ModelSpec:
-    """The built-in case called ``name``; a clear error lists the valid names."""
-    try:
-        return CASES[name]()
-    except KeyError:
-        raise ValueError(f"unknown case {name!r}; built-in cases are: {', '.join(CASES)}.") from None
+def load(name_or_path: str) -> tuple[ModelSpec, dict]:
+    """``(spec, sampler settings)`` for a built-in case name or a case file path."""
+    files = case_files()
+    if name_or_path in files:
+        return load_case(files[name_or_path])
+    if str(name_or_path).endswith(".toml") or Path(name_or_path).exists():
+        return load_case(name_or_path)
+    raise ValueError(f"unknown case {name_or_path!r}; built-in cases are: {', '.join(files)}; "
+                     "or give the path of a .toml case file.")

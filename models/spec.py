@@ -27,6 +27,7 @@ on="sigma2")`` with ``coef_scale_by_sigma=True``: coefficient priors ``Normal(mu
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -244,16 +245,54 @@ class ModelSpec:
         return out
 
 
+def _formula_columns(formula: str, columns) -> list[str]:
+    """Data columns that the formula mentions (longest names first, so ``log.radon`` wins)."""
+    found, text = [], formula
+    for c in sorted(map(str, columns), key=len, reverse=True):
+        if re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", text):
+            found.append(c)
+            text = re.sub(rf"(?<![\w.]){re.escape(c)}(?![\w.])", " ", text)
+    return found
+
+
+def _group_factors(formula: str) -> list[str]:
+    return re.findall(r"\|\s*([A-Za-z_][\w.]*)\s*\)", formula)
+
+
 def _build_design(spec: ModelSpec) -> Design:
     from formulae import design_matrices
 
     data = spec.data
+    if not isinstance(data, pd.DataFrame) or len(data) == 0:
+        raise ValueError(f"case {spec.name!r}: the data are empty; at least one row is needed.")
+    if "~" not in spec.formula:
+        raise ValueError(f"case {spec.name!r}: formula {spec.formula!r} has no '~'; write it as "
+                         "'response ~ terms', e.g. 'y ~ x'.")
+    used = _formula_columns(spec.formula, data.columns)
+    for c in used:
+        n_missing = int(data[c].isna().sum())
+        if n_missing:
+            kind = "grouping column" if c in _group_factors(spec.formula) else "column"
+            raise ValueError(f"case {spec.name!r}: {kind} {c!r} has {n_missing} missing "
+                             "value(s); drop or fill them first.")
+    groups_in_formula = _group_factors(spec.formula)
+    if groups_in_formula:  # integer-coded groups are labels, not numbers
+        data = data.assign(**{g: data[g].astype(str) for g in groups_in_formula if g in data})
     try:
         dm = design_matrices(spec.formula, data, na_action="error")
+    except KeyError as err:
+        raise ValueError(f"case {spec.name!r}: formula {spec.formula!r} names {err.args[0]!r}, "
+                         f"which is not a data column; columns: {list(map(str, data.columns))}."
+                         ) from None
     except Exception as err:  # formulae raises several types; report one clear line
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"case {spec.name!r}: cannot parse formula {spec.formula!r}: {msg}. "
-                         f"Data columns: {list(data.columns)}.") from None
+                         "Valid syntax: y ~ x, y ~ 0 + x, y ~ x*z, y ~ C(g), y ~ np.log(x), "
+                         "y ~ scale(x), y ~ x + (1|g), y ~ x + (x|g).") from None
+    if not pd.api.types.is_numeric_dtype(data[dm.response.name]) if dm.response.name in data \
+            else False:
+        raise ValueError(f"case {spec.name!r}: the response {dm.response.name!r} must be numeric;"
+                         f" it has dtype {data[dm.response.name].dtype}.")
     y = np.asarray(dm.response.design_matrix, dtype=float)
     if y.ndim != 1 and y.shape[1] != 1:
         raise ValueError(f"case {spec.name!r}: the response must be one numeric column; "
@@ -265,6 +304,9 @@ def _build_design(spec: ModelSpec) -> Design:
     if dm.common is not None:
         for name in dm.common.terms:
             sl = dm.common.slices[name]
+            if sl.stop == sl.start:
+                raise ValueError(f"case {spec.name!r}: term {name!r} has a single level, so it "
+                                 "adds no column; a categorical needs at least two levels.")
             levels = None
             if sl.stop - sl.start > 1 or _is_categorical(dm.common.terms[name]):
                 labels = dm.common.terms[name].labels

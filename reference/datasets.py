@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["blog_mh", "three_point", "tutorial", "hierarchical_synthetic"]
+__all__ = ["blog_mh", "hierarchical_synthetic", "nig_synthetic", "three_point", "tutorial"]
 
 
 def three_point() -> dict:
@@ -47,3 +47,12 @@ def hierarchical_synthetic(seed: int = 1, groups: int = 8, per_group: int = 12,
     b = tau * rng.standard_normal(groups)
     y = intercept + slope * x + b[g] + sigma * rng.standard_normal(g.size)
     return {"x": x, "g": np.array([f"g{j}" for j in g]), "y": y, "b_true": b}
+
+
+def nig_synthetic(seed: int = 20261121, n: int = 50) -> dict:
+    """Multiple regression with known truth for the Normal-Inverse-Gamma case:
+    ``y = 0.5 + 1.5 x1 - 0.8 x2 + 0 x3 + N(0, 0.7^2)``, predictors standard normal."""
+    rng = np.random.default_rng(seed)
+    x1, x2, x3 = rng.normal(size=(3, n))
+    y = 0.5 + 1.5 * x1 - 0.8 * x2 + 0.0 * x3 + 0.7 * rng.normal(size=n)
+    return {"x1": x1, "x2": x2, "x3": x3, "y": y}
