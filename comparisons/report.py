@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from comparisons.agreement import QUANTITIES
-from comparisons.harness import Z_MAX, CaseResult
+from comparisons.harness import CaseResult
 
 PACKAGES = ("numpy", "scipy", "pandas", "xarray", "pymc", "pytensor", "bambi", "formulae",
             "arviz", "arviz-base", "arviz-stats", "nutpie", "matplotlib")
@@ -81,31 +81,38 @@ def _summarize(x: np.ndarray) -> dict:
 
 def summary(result: CaseResult) -> dict:
     """The JSON summary of one case."""
+    from comparisons.harness import scalar_elements
+
     spec = result.spec
-    exact_params = {}
-    for n in spec.parameters:
-        m = result.exact.marginal(n)
-        exact_params[n] = {q: _exact(m, q) for q in QUANTITIES}
-    try:
-        log_ev = result.exact.log_evidence()
-    except ValueError:
-        log_ev = None
+    exact = None
+    if result.exact is not None:
+        ref_post = next(iter(result.posteriors.values()))["posterior"]
+        params = {label: {q: _exact(result.exact.marginal(label.split("[", 1)[0], level), q)
+                          for q in QUANTITIES}
+                  for label, level, _ in scalar_elements(spec, ref_post)}
+        try:
+            log_ev = result.exact.log_evidence()
+        except ValueError:
+            log_ev = None
+        exact = {"method": result.exact.kind, "parameters": params, "log_evidence": log_ev,
+                 "log_evidence_error": getattr(result.exact, "log_evidence_error", None)}
     backends = {}
     for b, dt in result.posteriors.items():
         post = dt["posterior"]
         backends[b] = {
             "inference_library": post.attrs.get("inference_library"),
-            "parameters": {n: _summarize(np.asarray(post[n].values, float))
-                           for n in spec.parameters},
+            "algorithm": post.attrs.get("algorithm"),
+            "parameters": {label: _summarize(x) for label, _, x in scalar_elements(spec, post)},
             "wall_time": round(result.wall_times[b], 3),
         }
+    tol = result.checks[0]["tolerance"] if result.checks else None
     return {
         "case": spec.name, "description": spec.description, "formula": spec.formula,
         "priors": spec.prior_table(), "settings": result.settings,
-        "exact": {"method": result.exact.kind, "parameters": exact_params,
-                  "log_evidence": log_ev},
-        "backends": backends, "comparisons": result.checks,
-        "tolerance": {"z_max": Z_MAX, "rule": "|z| < z_max, z = (estimate - exact) / MCSE"},
+        "exact": exact, "backends": backends, "comparisons": result.checks,
+        "equivalence": result.equivalence,
+        "tolerance": {"z_max": tol, "rule": "|z| < z_max, z = (estimate - exact) / MCSE; z_max "
+                      "is the Bonferroni threshold for a 1% family-wise false-alarm rate"},
         "verdict": result.verdict, "provenance": provenance(result),
     }
 
@@ -133,16 +140,22 @@ def density_plot(result: CaseResult) -> str:
     import matplotlib.pyplot as plt
     from scipy import stats
 
-    names = result.spec.parameters
+    names = [n for n in result.spec.parameters if n not in result.spec.dims()]
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
     for ax, n in zip(axes[0], names, strict=True):
-        m = result.exact.marginal(n)
-        lo, hi = m.ppf(0.001), m.ppf(0.999)
+        m = result.exact.marginal(n) if result.exact is not None else None
+        if m is not None:
+            lo, hi = m.ppf(0.001), m.ppf(0.999)
+        else:
+            allx = np.concatenate([np.ravel(dt["posterior"][n].values)
+                                   for dt in result.posteriors.values()])
+            lo, hi = np.quantile(allx, [0.001, 0.999])
         grid = np.linspace(lo, hi, 300)
         for b, dt in result.posteriors.items():
             x = np.asarray(dt["posterior"][n].values).ravel()
             ax.plot(grid, stats.gaussian_kde(x)(grid), color=COLORS.get(b), lw=1.6, label=b)
-        ax.plot(grid, m.pdf(grid), color="black", ls="--", lw=1.2, label="exact")
+        if m is not None:
+            ax.plot(grid, m.pdf(grid), color="black", ls="--", lw=1.2, label="exact")
         ax.set_title(n)
         ax.set_yticks([])
     axes[0][0].legend(frameon=False, fontsize=8)
@@ -154,18 +167,32 @@ def z_plot(result: CaseResult) -> str:
     """Every check's z-score with the agreement band."""
     import matplotlib.pyplot as plt
 
-    rows = result.checks
+    rows = _collapsed(result.checks)
     fig, ax = plt.subplots(figsize=(8, 0.22 * len(rows) + 1))
     ys = np.arange(len(rows))
     zs = [r["z"] for r in rows]
     cols = [COLORS.get(r["backend"]) for r in rows]
-    ax.axvspan(-Z_MAX, Z_MAX, color="#e8f3e8")
+    t = rows[0]["tolerance"]
+    ax.axvspan(-t, t, color="#e8f3e8")
     ax.scatter(zs, ys, c=cols, s=14)
     ax.set_yticks(ys, [f'{r["backend"]}: {r["parameter"]} {r["quantity"]}' for r in rows],
                   fontsize=7)
     ax.set_xlabel("z = (estimate - exact) / MCSE")
     ax.invert_yaxis()
     return _png(fig)
+
+
+def _collapsed(checks: list[dict]) -> list[dict]:
+    """One row per backend, parameter (group levels pooled) and quantity: the largest |z|."""
+    best: dict = {}
+    for c in checks:
+        key = (c["backend"], c["parameter"].split("[", 1)[0], c["quantity"])
+        if key not in best or abs(c["z"]) > abs(best[key]["z"]):
+            n_levels = best.get(key, {}).get("n", 0) + 1
+            best[key] = {**c, "parameter": key[1], "n": n_levels}
+        else:
+            best[key]["n"] += 1
+    return list(best.values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,19 +217,29 @@ def _page(title: str, body: str) -> str:
 def case_html(result: CaseResult, summ: dict) -> str:
     from models.bambi_model import bambi_code
     from models.pymc_model import pymc_code
+    from models.reference_model import describe
 
     spec = result.spec
     e = html.escape
     rows = "".join(
         f"<tr><td style='text-align:left'>{e(c['backend'])}</td><td style='text-align:left'>"
-        f"{e(c['parameter'])}</td><td>{c['quantity']}</td><td>{c['estimate']:.4f}</td>"
-        f"<td>{c['target']:.4f}</td><td>{c['mcse']:.4f}</td><td>{c['z']:+.2f}</td>"
-        f"<td>{_badge(c['verdict'])}</td></tr>" for c in result.checks)
+        f"{e(c['parameter'])}{' (' + str(c['n']) + ' levels, worst shown)' if c['n'] > 1 else ''}"
+        f"</td><td>{c['quantity']}</td><td>{c['estimate']:.4g}</td>"
+        f"<td>{c['target']:.4g}</td><td>{c['mcse']:.3g}</td><td>{c['z']:+.2f}</td>"
+        f"<td>{_badge(c['verdict'])}</td></tr>" for c in _collapsed(result.checks))
     priors = "".join(f"<tr><td style='text-align:left'>{e(k)}</td><td style='text-align:left'>"
                      f"{e(v)}</td></tr>" for k, v in spec.prior_table().items())
-    ev = summ["exact"]["log_evidence"]
-    ev_txt = f"{ev:.4f}" if ev is not None else "undefined (improper prior)"
+    ex = summ["exact"]
+    if ex is None:
+        exact_txt = "No exact answer for this case."
+    else:
+        ev = ex["log_evidence"]
+        exact_txt = (f"{e(ex['method'])}; log evidence "
+                     f"{f'{ev:.4f}' if ev is not None else 'undefined (improper prior)'}.")
+    eq = result.equivalence or {}
+    eq_txt = e(eq.get("message", "not run"))
     times = ", ".join(f"{k} {v:.1f} s" for k, v in result.wall_times.items())
+    tol = result.checks[0]["tolerance"] if result.checks else float("nan")
     return _page(spec.name, f"""
 <p><a href="../index.html">&larr; all cases</a></p>
 <h1>{e(spec.name)} {_badge(result.verdict)}</h1>
@@ -210,15 +247,21 @@ def case_html(result: CaseResult, summ: dict) -> str:
 <p>Formula <code>{e(spec.formula)}</code>; settings {e(json.dumps(result.settings))};
 wall times {e(times)}.</p>
 <h2>Priors</h2><table><tr><th>parameter</th><th>prior</th></tr>{priors}</table>
-<h2>Exact answer</h2><p>{e(result.exact.kind)}; log evidence {ev_txt}.</p>
+<h2>Equivalence of the three models</h2><p>{_badge('agree' if eq.get('passed') else 'disagree')}
+ {eq_txt}</p>
+<h2>Exact answer</h2><p>{exact_txt}</p>
 <h2>Marginal densities</h2><img alt="densities" src="data:image/png;base64,{density_plot(result)}">
 <h2>Verdicts</h2>
-<p>A check agrees when |z| &lt; {Z_MAX:g}, z = (estimate &minus; exact) / MCSE (arviz).</p>
+<p>A check agrees when |z| &lt; {tol:.2f}, z = (estimate &minus; exact) / MCSE (arviz); the
+threshold keeps the family-wise false-alarm rate of this case's {len(result.checks)} checks at
+1% (Bonferroni).</p>
 <img alt="z-scores" src="data:image/png;base64,{z_plot(result)}">
 <table><tr><th>backend</th><th>parameter</th><th>quantity</th><th>estimate</th><th>exact</th>
 <th>MCSE</th><th>z</th><th>verdict</th></tr>{rows}</table>
-<h2>The model in PyMC</h2><pre>{e(pymc_code(spec))}</pre>
-<h2>The model in Bambi</h2><pre>{e(bambi_code(spec))}</pre>
+<h2>The model, three ways</h2>
+<h3>Reference</h3><pre>{e(describe(spec))}</pre>
+<h3>PyMC</h3><pre>{e(pymc_code(spec))}</pre>
+<h3>Bambi</h3><pre>{e(bambi_code(spec))}</pre>
 <h2>Provenance</h2><pre>{e(json.dumps(summ['provenance'], indent=1))}</pre>
 """)
 
