@@ -1,6 +1,7 @@
-"""The ``crosscheck`` command line: a thin layer over :mod:`comparisons.harness`.
+"""The ``crosscheck`` command line: a thin layer over :mod:`comparisons.api`.
 
-Exit status: 0 when every check agrees, 1 on any disagreement, 2 on bad input or usage.
+Exit status: 0 when every check agrees, 1 on any disagreement, 2 on bad input or usage,
+3 when a verdict is inconclusive.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE = 0, 1, 2
+EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+BACKENDS = ("reference", "pymc", "bambi")
 
 
 def _positive_int(text: str) -> int:
@@ -28,30 +30,32 @@ def _seed(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, received {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer seed, received {text!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, received {v}")
     return v
 
 
 def parser() -> argparse.ArgumentParser:
-    from comparisons.harness import BACKENDS
-
-    p = argparse.ArgumentParser(prog="crosscheck",
-                                description="Check Bayesian regression backends against each other "
-                                            "and against exact answers.")
+    p = argparse.ArgumentParser(
+        prog="crosscheck",
+        description="Check Bayesian regression backends against each other and exact answers. "
+                    "Exit status: 0 agree, 1 disagree, 2 bad input, 3 inconclusive.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the built-in cases")
 
     def sampling_options(sp):
-        sp.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-        sp.add_argument("--draws", type=_positive_int, default=1000)
-        sp.add_argument("--tune", type=_positive_int, default=1000)
-        sp.add_argument("--chains", type=_positive_int, default=4)
-        sp.add_argument("--seed", type=_seed, default=20261121)
+        sp.add_argument("--backends", nargs="+", choices=BACKENDS, default=None,
+                        help="default: the case file's backends")
+        sp.add_argument("--draws", type=_positive_int, default=None)
+        sp.add_argument("--tune", type=_positive_int, default=None)
+        sp.add_argument("--chains", type=_positive_int, default=None)
+        sp.add_argument("--seed", type=_seed, default=None)
         sp.add_argument("--out", type=Path, default=Path("reports"))
+        sp.add_argument("--no-cache", action="store_true", help="refit everything")
 
-    run = sub.add_parser("run", help="run one case and write its report")
+    run = sub.add_parser("run", help="run one case (a built-in name or a .toml file)")
     run.add_argument("case")
     sampling_options(run)
     run.add_argument("--json", action="store_true", help="print the summary to stdout")
@@ -60,8 +64,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+class _Progress:
+    """Timestamped lines on stderr (works in CI logs as well as terminals)."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        elapsed = time.perf_counter() - self.t0
+        print(f"[{self.done}/{self.total} cases, {elapsed:5.0f} s] {msg}", file=sys.stderr,
+              flush=True)
 
 
 def _check_writable(out: Path) -> None:
@@ -71,42 +83,61 @@ def _check_writable(out: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"cannot write to output directory {str(out)!r}: {err.strerror}.") from None
+        raise ValueError(f"cannot write to output directory {str(out)!r}: "
+                         f"{err.strerror or err}.") from None
+
+
+def _exit_code(verdicts) -> int:
+    verdicts = list(verdicts)
+    if any(v == "disagree" for v in verdicts):
+        return EXIT_DISAGREE
+    if any(v == "inconclusive" for v in verdicts):
+        return EXIT_INCONCLUSIVE
+    return EXIT_AGREE
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from comparisons.cases import CASES, get_case
+    from comparisons.cases import CASES, load
 
     if args.command == "list":
-        for name, build in CASES.items():
-            spec = build()
-            print(f"{name:16s} {spec.formula:12s} {spec.description.split('.')[0]}")
+        for name in CASES:
+            spec, _ = load(name)
+            print(f"{name:24s} {spec.formula}")
         return EXIT_AGREE
-    from comparisons.harness import run_case
-    from comparisons.report import write_case, write_index
+    from comparisons import api
+    from comparisons.harness import ModelMismatch
 
+    names = [args.case] if args.command == "run" else list(CASES)
     try:
         _check_writable(args.out)
-        names = [args.case] if args.command == "run" else list(CASES)
-        specs = [get_case(n) for n in names]
+        for n in names:  # validate every case file before any work
+            load(n)
     except ValueError as err:
         print(f"crosscheck: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    progress = _Progress(len(names))
+    settings = {"backends": args.backends, "draws": args.draws, "tune": args.tune,
+                "chains": args.chains, "seed": args.seed, "cache": not args.no_cache}
     summaries = []
-    for spec in specs:
-        result = run_case(spec, backends=args.backends, draws=args.draws, tune=args.tune,
-                          chains=args.chains, seed=args.seed, progress=_progress)
-        summaries.append(write_case(result, args.out))
-        worst = max(abs(c["z"]) for c in result.checks)
-        _progress(f"{spec.name}: {result.verdict} ({len(result.checks)} checks, max |z| = "
-                  f"{worst:.2f}) -> {args.out / spec.name / 'report.html'}")
+    try:
+        for n in names:
+            summ = api.run(n, out=args.out, progress=progress, **settings)
+            progress.done += 1
+            worst = max((abs(c["z"]) for c in summ["comparisons"]), default=float("nan"))
+            progress(f"{summ['case']}: {summ['verdict']} ({len(summ['comparisons'])} checks, "
+                     f"max |z| = {worst:.2f}) -> {args.out / summ['case'] / 'report.html'}")
+            summaries.append(summ)
+    except ModelMismatch as err:
+        print(f"crosscheck: the backends are not the same model: {err}", file=sys.stderr)
+        return EXIT_DISAGREE
     if args.command == "report":
-        path = write_index(summaries, args.out)
-        _progress(f"wrote {path}")
+        from comparisons.report import write_index
+
+        progress(f"wrote {write_index(summaries, args.out)}")
     if getattr(args, "json", False):
         print(json.dumps(summaries[0], indent=1))
-    return EXIT_AGREE if all(s["verdict"] == "agree" for s in summaries) else EXIT_DISAGREE
+    return _exit_code(s["verdict"] for s in summaries)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ correlations) then cries wolf less than 0.4% of the time (Bonferroni bound).
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from itertools import combinations
 import numpy as np
 
 from comparisons.agreement import check_against_exact, check_correlation
+from comparisons.cache import make_key
 from models.spec import ModelSpec
 
 #: family-wise false-alarm budget of one case's checks (Bonferroni; see module docstring)
@@ -104,14 +106,22 @@ def scalar_elements(spec: ModelSpec, posterior) -> list[tuple[str, object, np.nd
     return out
 
 
+def fingerprint(spec: ModelSpec) -> dict:
+    """Everything about ``spec`` that a fit depends on (for cache keys and provenance)."""
+    return {"name": spec.name, "formula": spec.formula, "priors": spec.prior_table(),
+            "sigma": str(spec.sigma), "coef_scale_by_sigma": spec.coef_scale_by_sigma,
+            "reference_algorithm": spec.reference_algorithm, "data": spec.data_hash()}
+
+
 def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1000,
              chains: int = 4, seed: int = 0, progress=None,
-             check_models: bool = True) -> CaseResult:
+             check_models: bool = True, cache=None) -> CaseResult:
     """Fit ``spec`` with each backend and compare it with the exact posterior.
 
     First the backends' log densities are compared term by term
     (:mod:`models.equivalence`); a mismatch raises :class:`ModelMismatch` naming the term,
-    before any sampling.
+    before any sampling. With a :class:`~comparisons.cache.Cache`, finished fits and
+    equivalence results are reused when nothing they depend on has changed.
 
     ``progress(message)`` is called before each backend starts, for progress displays.
     """
@@ -131,11 +141,19 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
         if progress is not None:
             progress(f"{spec.name}: log-density equivalence check")
         t0 = time.perf_counter()
-        eq = check_spec(spec, ppl)
-        result.equivalence = eq.as_dict()
+        key = make_key(kind="equivalence", spec=fingerprint(spec), backends=ppl)
+        entry = cache.get("equivalence", key) if cache is not None else None
+        if entry is not None:
+            result.equivalence = json.loads((entry / "equivalence.json").read_text())
+        else:
+            result.equivalence = check_spec(spec, ppl).as_dict()
+            if cache is not None:
+                blob = json.dumps(result.equivalence, default=float)
+                cache.put("equivalence", key,
+                          lambda folder: (folder / "equivalence.json").write_text(blob))
         result.wall_times["equivalence"] = time.perf_counter() - t0
-        if not eq.passed:  # the models differ: sampling would only blur that
-            raise ModelMismatch(f"{spec.name}: {eq.message}")
+        if not result.equivalence["passed"]:  # the models differ: sampling would only blur that
+            raise ModelMismatch(f"{spec.name}: {result.equivalence['message']}")
 
     if progress is not None:
         progress(f"{spec.name}: exact answer")
@@ -146,8 +164,14 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
         if progress is not None:
             progress(f"{spec.name}: fitting {b}")
         t0 = time.perf_counter()
-        result.posteriors[b] = _fit(b)(spec, draws=draws, tune=tune, chains=chains,
-                                       seed=settings["backend_seeds"][b])
+        run = {"draws": draws, "tune": tune, "chains": chains, "seed": settings["backend_seeds"][b]}
+        key = make_key(kind="fit", spec=fingerprint(spec), backend=b, **run)
+        dt = cache.load_fit(key) if cache is not None else None
+        if dt is None:
+            dt = _fit(b)(spec, **run)
+            if cache is not None:
+                cache.save_fit(key, dt)
+        result.posteriors[b] = dt
         result.wall_times[b] = time.perf_counter() - t0
     if result.exact is not None:
         result.checks = compare(spec, result.posteriors, result.exact)
