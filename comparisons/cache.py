@@ -33,8 +33,8 @@ class CorruptCacheEntry(UserWarning):
 
 
 @cache
-def environment_fingerprint() -> dict:
-    """Package versions and a hash of the suite's own source (reference, models, comparisons)."""
+def environment_fingerprint(folders: tuple = ("reference", "models", "comparisons")) -> dict:
+    """Package versions and a hash of the suite's own source in ``folders``."""
     versions = {}
     for p in PACKAGES:
         try:
@@ -42,7 +42,7 @@ def environment_fingerprint() -> dict:
         except metadata.PackageNotFoundError:
             versions[p] = None
     h = hashlib.sha256()
-    for folder in ("reference", "models", "comparisons"):
+    for folder in folders:
         for path in sorted((ROOT / folder).rglob("*")):
             if path.suffix in (".py", ".toml", ".csv") and "__pycache__" not in path.parts:
                 h.update(str(path.relative_to(ROOT)).encode())
@@ -50,9 +50,14 @@ def environment_fingerprint() -> dict:
     return {"packages": versions, "source": h.hexdigest()[:16]}
 
 
-def make_key(**parts) -> str:
-    """SHA-256 of the JSON of ``parts`` plus the environment fingerprint."""
-    blob = json.dumps({**parts, "env": environment_fingerprint()}, sort_keys=True, default=str)
+def make_key(*, source: tuple = ("reference", "models", "comparisons"), **parts) -> str:
+    """SHA-256 of the JSON of ``parts`` plus package versions and the hash of ``source`` folders.
+
+    A fit depends on the model code only (``source=("reference", "models")``); a rendered report
+    also on the comparison and report code.
+    """
+    env = environment_fingerprint(tuple(source))
+    blob = json.dumps({**parts, "env": env}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

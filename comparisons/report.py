@@ -105,14 +105,13 @@ def summary(result: CaseResult) -> dict:
             "parameters": {label: _summarize(x) for label, _, x in scalar_elements(spec, post)},
             "wall_time": round(result.wall_times[b], 3),
         }
-    tol = result.checks[0]["tolerance"] if result.checks else None
     return {
         "case": spec.name, "description": spec.description, "formula": spec.formula,
         "priors": spec.prior_table(), "settings": result.settings,
         "exact": exact, "backends": backends, "comparisons": result.checks,
         "equivalence": result.equivalence,
-        "tolerance": {"z_max": tol, "rule": "|z| < z_max, z = (estimate - exact) / MCSE; z_max "
-                      "is the Bonferroni threshold for a 1% family-wise false-alarm rate"},
+        "rule": {"alpha": 0.01, "procedure": "Holm", "margin_sd": 0.05, "r_hat_max": 1.01,
+                 "ess_bulk_min": 400, "z": "difference / combined MCSE"},
         "verdict": result.verdict, "provenance": provenance(result),
     }
 
@@ -172,12 +171,12 @@ def z_plot(result: CaseResult) -> str:
     ys = np.arange(len(rows))
     zs = [r["z"] for r in rows]
     cols = [COLORS.get(r["backend"]) for r in rows]
-    t = rows[0]["tolerance"]
+    t = min(r["tolerance"] for r in rows)
     ax.axvspan(-t, t, color="#e8f3e8")
     ax.scatter(zs, ys, c=cols, s=14)
-    ax.set_yticks(ys, [f'{r["backend"]}: {r["parameter"]} {r["quantity"]}' for r in rows],
-                  fontsize=7)
-    ax.set_xlabel("z = (estimate - exact) / MCSE")
+    ax.set_yticks(ys, [f'{r["backend"]} vs {r.get("other", "exact")}: {r["parameter"]} '
+                       f'{r["quantity"]}' for r in rows], fontsize=7)
+    ax.set_xlabel("z = difference / combined MCSE (shaded: the smallest Holm threshold)")
     ax.invert_yaxis()
     return _png(fig)
 
@@ -186,10 +185,11 @@ def _collapsed(checks: list[dict]) -> list[dict]:
     """One row per backend, parameter (group levels pooled) and quantity: the largest |z|."""
     best: dict = {}
     for c in checks:
-        key = (c["backend"], c["parameter"].split("[", 1)[0], c["quantity"])
+        key = (c["backend"], c.get("other", "exact"), c["parameter"].split("[", 1)[0],
+               c["quantity"])
         if key not in best or abs(c["z"]) > abs(best[key]["z"]):
             n_levels = best.get(key, {}).get("n", 0) + 1
-            best[key] = {**c, "parameter": key[1], "n": n_levels}
+            best[key] = {**c, "parameter": key[2], "n": n_levels}
         else:
             best[key]["n"] += 1
     return list(best.values())
@@ -222,11 +222,13 @@ def case_html(result: CaseResult, summ: dict) -> str:
     spec = result.spec
     e = html.escape
     rows = "".join(
-        f"<tr><td style='text-align:left'>{e(c['backend'])}</td><td style='text-align:left'>"
+        f"<tr><td style='text-align:left'>{e(c['backend'])} vs {e(c.get('other', 'exact'))}</td>"
+        f"<td style='text-align:left'>"
         f"{e(c['parameter'])}{' (' + str(c['n']) + ' levels, worst shown)' if c['n'] > 1 else ''}"
         f"</td><td>{c['quantity']}</td><td>{c['estimate']:.4g}</td>"
         f"<td>{c['target']:.4g}</td><td>{c['mcse']:.3g}</td><td>{c['z']:+.2f}</td>"
-        f"<td>{_badge(c['verdict'])}</td></tr>" for c in _collapsed(result.checks))
+        f"<td>{_badge(c['verdict'])} {e(c.get('reason', ''))}</td></tr>"
+        for c in _collapsed(result.checks))
     priors = "".join(f"<tr><td style='text-align:left'>{e(k)}</td><td style='text-align:left'>"
                      f"{e(v)}</td></tr>" for k, v in spec.prior_table().items())
     ex = summ["exact"]
@@ -239,7 +241,6 @@ def case_html(result: CaseResult, summ: dict) -> str:
     eq = result.equivalence or {}
     eq_txt = e(eq.get("message", "not run"))
     times = ", ".join(f"{k} {v:.1f} s" for k, v in result.wall_times.items())
-    tol = result.checks[0]["tolerance"] if result.checks else float("nan")
     return _page(spec.name, f"""
 <p><a href="../index.html">&larr; all cases</a></p>
 <h1>{e(spec.name)} {_badge(result.verdict)}</h1>
@@ -252,11 +253,12 @@ wall times {e(times)}.</p>
 <h2>Exact answer</h2><p>{exact_txt}</p>
 <h2>Marginal densities</h2><img alt="densities" src="data:image/png;base64,{density_plot(result)}">
 <h2>Verdicts</h2>
-<p>A check agrees when |z| &lt; {tol:.2f}, z = (estimate &minus; exact) / MCSE (arviz); the
-threshold keeps the family-wise false-alarm rate of this case's {len(result.checks)} checks at
-1% (Bonferroni).</p>
+<p>{len(result.checks)} checks: each backend against the exact answer and against every other
+backend, z = difference / combined MCSE (arviz). A check disagrees when Holm's procedure rejects
+it at a 1% family-wise level <em>and</em> the difference exceeds 0.05 posterior sd; it is
+inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, divergences).</p>
 <img alt="z-scores" src="data:image/png;base64,{z_plot(result)}">
-<table><tr><th>backend</th><th>parameter</th><th>quantity</th><th>estimate</th><th>exact</th>
+<table><tr><th>comparison</th><th>parameter</th><th>quantity</th><th>estimate</th><th>target</th>
 <th>MCSE</th><th>z</th><th>verdict</th></tr>{rows}</table>
 <h2>The model, three ways</h2>
 <h3>Reference</h3><pre>{e(describe(spec))}</pre>
@@ -280,7 +282,8 @@ def write_index(summaries: list[dict], out: Path) -> Path:
     rows = "".join(
         f"<tr><td style='text-align:left'><a href='{e(s['case'])}/report.html'>{e(s['case'])}</a>"
         f"</td><td style='text-align:left'>{e(s['formula'])}</td><td>{_badge(s['verdict'])}</td>"
-        f"<td>{len(s['comparisons'])}</td><td>{max(abs(c['z']) for c in s['comparisons']):.2f}"
+        f"<td>{len(s['comparisons'])}</td>"
+        f"<td>{max((abs(c['z']) for c in s['comparisons']), default=float('nan')):.2f}"
         f"</td></tr>" for s in summaries)
     body = (f"<h1>bayes-crosscheck report</h1><table><tr><th>case</th><th>formula</th>"
             f"<th>verdict</th><th>checks</th><th>max |z|</th></tr>{rows}</table>")
