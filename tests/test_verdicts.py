@@ -1,0 +1,72 @@
+"""The verdict rule: Holm's procedure, the equivalence margin and diagnostics."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from comparisons.verdicts import ALPHA, decide, holm, overall
+
+
+def test_holm_matches_its_definition():
+    p = np.array([0.001, 0.04, 0.0025, 0.5, 0.004])
+    # sorted: 0.001 <= .01/5, 0.0025 <= .01/4, 0.004 > .01/3 -> stop
+    np.testing.assert_array_equal(holm(p, 0.01), [True, False, True, False, False])
+    assert not holm(np.full(10, 0.002), 0.01).any()  # 0.002 > 0.01/10
+    assert holm([1e-9], 0.01).all()
+
+
+def test_holm_controls_the_family_wise_rate():
+    """Under the null the chance of any rejection is at most alpha (simulated, 20000 families)."""
+    rng = np.random.default_rng(20261121)
+    fams = rng.uniform(size=(20000, 50))
+    rate = np.mean([holm(p, ALPHA).any() for p in fams])
+    # binomial upper bound at false-alarm budget 1e-4 for a true rate of at most 1%
+    assert rate <= stats.binom.ppf(1 - 1e-4, 20000, ALPHA) / 20000
+
+
+def _check(z, diff=1.0, scale=1.0, backend="a", other="exact", quantity="mean"):
+    return {"backend": backend, "other": other, "parameter": "x", "quantity": quantity,
+            "estimate": diff, "target": 0.0, "z": z, "scale": scale}
+
+
+def test_large_z_beyond_the_margin_disagrees():
+    checks = decide([_check(8.0, diff=0.2), _check(0.5, diff=0.01)], {})
+    assert [c["verdict"] for c in checks] == ["disagree", "agree"]
+    assert overall(checks) == "disagree"
+
+
+def test_a_significant_difference_inside_the_margin_agrees():
+    """A long run's tiny MCSE must not flag a difference of 0.01 posterior sd."""
+    checks = decide([_check(30.0, diff=0.01, scale=1.0)], {})
+    assert checks[0]["verdict"] == "agree"
+
+
+def test_poor_diagnostics_make_a_check_inconclusive():
+    diag = {"a": {"divergences": 0, "parameters": {"x": {"r_hat": 1.05, "ess_bulk": 3000}}}}
+    checks = decide([_check(0.1, diff=0.0)], diag)
+    assert checks[0]["verdict"] == "inconclusive" and "R-hat 1.050" in checks[0]["reason"]
+    diag = {"a": {"divergences": 3, "parameters": {}}}
+    assert decide([_check(0.1)], diag)[0]["reason"] == "a: 3 divergent transitions"
+    diag = {"a": {"divergences": 0, "parameters": {"x": {"r_hat": 1.0, "ess_bulk": 120}}}}
+    assert "bulk ESS 120 < 400" in decide([_check(0.1)], diag)[0]["reason"]
+    assert overall(decide([_check(0.1)], diag)) == "inconclusive"
+
+
+def test_nan_z_is_never_agreement():
+    assert decide([_check(float("nan"), diff=5.0)], {})[0]["verdict"] == "disagree"
+
+
+def test_overall_without_checks_is_inconclusive():
+    assert overall([]) == "inconclusive"
+
+
+@pytest.mark.parametrize("bias_sd, expect", [(0.0, "agree"), (0.5, "disagree")])
+def test_rule_on_draws(bias_sd, expect):
+    """End to end on iid draws: a half-sd bias in the mean is caught, no bias is not."""
+    from comparisons.agreement import check_against_exact
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 1000)) + bias_sd
+    rows = [{"backend": "a", "other": "exact", **c.as_dict(), "scale": 1.0}
+            for c in check_against_exact("x", x, stats.norm(0, 1))]
+    assert overall(decide(rows, {})) == expect
