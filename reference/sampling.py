@@ -80,7 +80,8 @@ class ChainRNG:
 
     def gamma(self, shape, size=()) -> np.ndarray:
         """Gamma(shape, 1) draws, shape (C, *size); ``shape`` broadcasts, with chain axis first."""
-        shape = np.broadcast_to(np.asarray(shape, dtype=float), (self.chains, *np.shape(size)))
+        size = (size,) if isinstance(size, int | np.integer) else tuple(size)
+        shape = np.broadcast_to(np.asarray(shape, dtype=float), (self.chains, *size))
         return np.stack([g.standard_gamma(a) for g, a in zip(self.generators, shape, strict=True)])
 
 
