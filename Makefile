@@ -15,7 +15,7 @@ export MPLBACKEND ?= Agg
 export OPENBLAS_NUM_THREADS ?= 1
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
-.PHONY: help venv report test validate bench lint clean
+.PHONY: help venv browser report test validate bench lint clean
 
 help:
 	@echo "make report    run every built-in case and write reports/index.html"
@@ -38,7 +38,17 @@ $(STAMP): requirements.lock pyproject.toml .python-version
 report: $(STAMP)
 	$(VENV)/bin/crosscheck report --out reports
 
-test: $(STAMP)
+# The report is checked in a real browser. Install Debian's headless Chromium where we can
+# (root with apt-get, as on CI); elsewhere the browser test skips and says why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	     chromium chromium-driver >/dev/null) || echo "chromium could not be installed; the browser test will skip"; \
+	else echo "chromium is absent and cannot be installed here; the browser test will skip"; fi
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 validate: $(STAMP)

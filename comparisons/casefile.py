@@ -19,6 +19,7 @@ The built-in cases ship as case files in ``comparisons/cases/``, so they double 
     tune = 1000
     chains = 4
     seed = 20261121
+    target_accept = 0.9                          # NUTS only (PyMC, Bambi)
 
 Optional keys: ``coef_scale_by_sigma`` (Normal-Inverse-Gamma), ``reference_algorithm``
 (``auto``, ``closed-form``, ``gibbs``, ``hierarchical-gibbs``, ``mh``) and a table
@@ -38,7 +39,7 @@ from reference.priors import PRIORS, Constant, InverseGamma
 
 TOP_KEYS = {"name", "description", "data", "formula", "noise", "backends", "priors", "sampler",
             "coef_scale_by_sigma", "reference_algorithm", "unsupported"}
-SAMPLER_KEYS = {"draws", "tune", "chains", "seed"}
+SAMPLER_KEYS = {"draws", "tune", "chains", "seed", "target_accept"}
 BACKENDS = ("reference", "pymc", "bambi")
 ALGORITHMS = ("auto", "closed-form", "gibbs", "hierarchical-gibbs", "mh")
 

@@ -105,8 +105,8 @@ def fingerprint(spec: ModelSpec) -> dict:
 
 
 def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1000,
-             chains: int = 4, seed: int = 0, progress=None,
-             check_models: bool = True, cache=None) -> CaseResult:
+             chains: int = 4, seed: int = 0, target_accept: float | None = None,
+             progress=None, check_models: bool = True, cache=None) -> CaseResult:
     """Fit ``spec`` with each backend and compare it with the exact posterior.
 
     First the backends' log densities are compared term by term
@@ -120,7 +120,7 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
     for b in backends:
         _fit(b)  # validate every name before any work
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed,
-                "backends": list(backends),
+                "target_accept": target_accept, "backends": list(backends),
                 "backend_seeds": {b: backend_seed(seed, b) for b in backends}}
     result = CaseResult(spec, settings)
     from models.reference_model import exact_answer
@@ -157,6 +157,8 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
             progress(f"{spec.name}: fitting {b}")
         t0 = time.perf_counter()
         run = {"draws": draws, "tune": tune, "chains": chains, "seed": settings["backend_seeds"][b]}
+        if b != "reference" and target_accept is not None:
+            run["target_accept"] = target_accept
         key = make_key(kind="fit", spec=fingerprint(spec), backend=b, source=("reference", "models"),
                        **run)
         dt = cache.load_fit(key) if cache is not None else None

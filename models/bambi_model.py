@@ -114,7 +114,8 @@ def build_bambi_model(spec: ModelSpec):
 
 
 def fit_bambi(spec: ModelSpec, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
-              seed: int = 0, sampler: str = "nutpie", progressbar: bool = False):
+              seed: int = 0, sampler: str = "nutpie", progressbar: bool = False,
+              target_accept: float = 0.8):
     """Fit ``spec`` with Bambi; returns an ArviZ DataTree under the shared parameter names.
 
     When sigma is the square root of a sampled ``sigma2`` (inverse-gamma prior on the
@@ -122,5 +123,6 @@ def fit_bambi(spec: ModelSpec, *, draws: int = 1000, tune: int = 1000, chains: i
     """
     model = build_bambi_model(spec)
     idata = model.fit(draws=draws, tune=tune, chains=chains, cores=min(chains, 2),
-                      random_seed=seed, inference_method=sampler, progressbar=progressbar)
+                      random_seed=seed, inference_method=sampler, progressbar=progressbar,
+                      target_accept=target_accept)
     return keep_parameters(idata, spec)

@@ -99,7 +99,8 @@ def build_pymc_model(spec: ModelSpec):
 
 
 def fit_pymc(spec: ModelSpec, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
-             seed: int = 0, sampler: str = "nutpie", progressbar: bool = False, model=None):
+             seed: int = 0, sampler: str = "nutpie", progressbar: bool = False, model=None,
+             target_accept: float = 0.8):
     """Sample ``spec`` with NUTS (nutpie or PyMC's own); returns an ArviZ DataTree.
 
     The posterior keeps the specification's parameters (``spec.parameters``) under their shared
@@ -113,7 +114,8 @@ def fit_pymc(spec: ModelSpec, *, draws: int = 1000, tune: int = 1000, chains: in
     model = build_pymc_model(spec) if model is None else model
     idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=min(chains, 2),
                       random_seed=seed, nuts_sampler=sampler, progressbar=progressbar,
-                      compute_convergence_checks=False, model=model)
+                      target_accept=target_accept, compute_convergence_checks=False,
+                      model=model)
     return keep_parameters(idata, spec)
 
 
