@@ -52,6 +52,8 @@ class Check:
 
 def _estimate(x: np.ndarray, quantity: str) -> float:
     flat = x.reshape(-1)
+    if not np.all(np.isfinite(flat)):
+        return float("nan")
     if quantity == "mean":
         return float(flat.mean())
     if quantity == "sd":
@@ -84,9 +86,20 @@ def check_against_exact(name: str, x, dist, quantities=tuple(QUANTITIES)) -> lis
         raise ValueError(f"draws of {name!r} must be shaped (chain, draw); received {x.shape}.")
     out = []
     for q in quantities:
-        est, target, se = _estimate(x, q), exact_value(dist, q), mcse(x, q)
-        out.append(Check(name, q, est, target, se, (est - target) / se))
+        est, target = _estimate(x, q), exact_value(dist, q)
+        se = mcse(x, q) if np.all(np.isfinite(x)) else float("nan")
+        out.append(Check(name, q, est, target, se, _z(est - target, se)))
     return out
+
+
+def _z(diff: float, se: float) -> float:
+    """diff / se; a zero or non-finite MCSE gives inf (or 0 for no difference), never an error.
+
+    Draws that ran off to infinity, or a chain stuck at one value, must fail a check loudly.
+    """
+    if np.isfinite(se) and se > 0:
+        return float(diff / se)
+    return 0.0 if diff == 0 else float("inf")
 
 
 def check_correlation(names: tuple[str, str], a, b, mean, sd, rho: float) -> Check:
@@ -94,6 +107,8 @@ def check_correlation(names: tuple[str, str], a, b, mean, sd, rho: float) -> Che
 
     ``mean`` and ``sd`` are the exact means and sds of the two parameters.
     """
-    w = ((np.asarray(a) - mean[0]) / sd[0]) * ((np.asarray(b) - mean[1]) / sd[1])
-    est, se = float(w.mean()), mcse(w, "mean")
-    return Check(f"corr({names[0]}, {names[1]})", "corr", est, float(rho), se, (est - rho) / se)
+    with np.errstate(all="ignore"):
+        w = ((np.asarray(a) - mean[0]) / sd[0]) * ((np.asarray(b) - mean[1]) / sd[1])
+    est = float(w.mean())
+    se = mcse(w, "mean") if np.all(np.isfinite(w)) else float("nan")
+    return Check(f"corr({names[0]}, {names[1]})", "corr", est, float(rho), se, _z(est - rho, se))

@@ -179,7 +179,7 @@ def compare(spec: ModelSpec, posteriors: dict, exact=None) -> list[dict]:
     each other; every scalar element is checked (each level of ``1|g``, ...). Verdicts follow
     :func:`comparisons.verdicts.decide` (Holm at 1%, an equivalence margin, diagnostics).
     """
-    from comparisons.agreement import QUANTITIES, _estimate, exact_value, mcse
+    from comparisons.agreement import QUANTITIES, _estimate, _z, mcse
     from comparisons.verdicts import decide, diagnostics
 
     d = spec.design()
@@ -187,7 +187,8 @@ def compare(spec: ModelSpec, posteriors: dict, exact=None) -> list[dict]:
     stats_by = {}  # backend -> label -> quantity -> (estimate, mcse)
     for backend, dt in posteriors.items():
         stats_by[backend] = {
-            label: {q: (_estimate(x, q), mcse(x, q)) for q in QUANTITIES}
+            label: {q: (_estimate(x, q), mcse(x, q) if np.all(np.isfinite(x)) else float("nan"))
+                    for q in QUANTITIES}
             for label, _, x in scalar_elements(spec, dt["posterior"])}
     checks = []
     if exact is not None:
@@ -212,6 +213,6 @@ def compare(spec: ModelSpec, posteriors: dict, exact=None) -> list[dict]:
                 se = float(np.hypot(s1, s2))
                 checks.append({"backend": b1, "other": b2, "parameter": label, "quantity": q,
                                "estimate": e1, "target": e2, "mcse": se,
-                               "z": (e1 - e2) / se if se > 0 else float("inf"), "scale": sd})
+                               "z": _z(e1 - e2, se), "scale": sd})
     diags = {b: diagnostics(dt, spec) for b, dt in posteriors.items()}
     return decide(checks, diags)
