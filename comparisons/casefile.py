@@ -21,7 +21,8 @@ The built-in cases ship as case files in ``comparisons/cases/``, so they double 
     seed = 20261121
     target_accept = 0.9                          # NUTS only (PyMC, Bambi)
 
-Optional keys: ``coef_scale_by_sigma`` (Normal-Inverse-Gamma), ``reference_algorithm``
+Optional keys: ``evidence = ["smc"]`` (also run PyMC's SMC for the evidence),
+``coef_scale_by_sigma`` (Normal-Inverse-Gamma), ``reference_algorithm``
 (``auto``, ``closed-form``, ``gibbs``, ``hierarchical-gibbs``, ``mh``) and a table
 ``[unsupported]`` mapping a backend to the reason it cannot express the case.
 """
@@ -38,7 +39,8 @@ from models.spec import GroupPrior, ModelSpec, NoiseColumn
 from reference.priors import PRIORS, Constant, InverseGamma
 
 TOP_KEYS = {"name", "description", "data", "formula", "noise", "backends", "priors", "sampler",
-            "coef_scale_by_sigma", "reference_algorithm", "unsupported"}
+            "coef_scale_by_sigma", "reference_algorithm", "unsupported", "evidence"}
+EVIDENCE = ("smc",)
 SAMPLER_KEYS = {"draws", "tune", "chains", "seed", "target_accept"}
 BACKENDS = ("reference", "pymc", "bambi")
 ALGORITHMS = ("auto", "closed-form", "gibbs", "hierarchical-gibbs", "mh")
@@ -159,6 +161,11 @@ def parse_case(raw: dict, base: Path = Path("."), source: str = "<case>") -> tup
     if algo not in ALGORITHMS:
         raise CaseFileError(f"{source}: unknown reference_algorithm {algo!r}; valid: "
                             f"{list(ALGORITHMS)}.")
+    extra = tuple(raw.get("evidence", ()))
+    bad = [m for m in extra if m not in EVIDENCE]
+    if bad:
+        raise CaseFileError(f"{source}: unknown evidence method(s) {bad}; valid: {list(EVIDENCE)}"
+                            " (bridge sampling, Laplace and Chib always run).")
     sampler = dict(raw.get("sampler", {}))
     bad = sorted(set(sampler) - SAMPLER_KEYS)
     if bad:
@@ -174,7 +181,7 @@ def parse_case(raw: dict, base: Path = Path("."), source: str = "<case>") -> tup
                          priors=priors, sigma=sigma, coef_scale_by_sigma=nig,
                          description=str(raw.get("description", "")),
                          reference_algorithm=algo, backends=backends,
-                         unsupported=dict(raw.get("unsupported", {})))
+                         unsupported=dict(raw.get("unsupported", {})), evidence=extra)
     except (TypeError, ValueError) as err:
         raise CaseFileError(f"{source}: {err}") from None
     return spec, sampler

@@ -72,6 +72,8 @@ class CaseResult:
     exact: object = None
     checks: list = field(default_factory=list)
     equivalence: dict | None = None
+    evidence: list = field(default_factory=list)
+    evidence_checks: list = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -79,7 +81,7 @@ class CaseResult:
             return "disagree"
         from comparisons.verdicts import overall
 
-        return overall(self.checks)
+        return overall(self.checks + self.evidence_checks)
 
 
 def scalar_elements(spec: ModelSpec, posterior) -> list[tuple[str, object, np.ndarray]]:
@@ -169,7 +171,35 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
         result.posteriors[b] = dt
         result.wall_times[b] = time.perf_counter() - t0
     result.checks = compare(spec, result.posteriors, result.exact)
+    if progress is not None:
+        progress(f"{spec.name}: evidence")
+    t0 = time.perf_counter()
+    result.evidence = case_evidence(spec, result, cache)
+    from comparisons.evidence import evidence_checks
+
+    result.evidence_checks = evidence_checks(result.evidence)
+    result.wall_times["evidence"] = time.perf_counter() - t0
     return result
+
+
+def case_evidence(spec: ModelSpec, result: CaseResult, cache=None) -> list[dict]:
+    """Evidence estimates of every backend (SMC cached like a fit: it costs a sampler run)."""
+    from comparisons.evidence import estimates, smc_estimate
+
+    smc = None
+    if "smc" in spec.evidence and "pymc" in result.posteriors:
+        run = {"draws": 2000, "chains": 4, "seed": result.settings["backend_seeds"]["pymc"]}
+        key = make_key(kind="smc", spec=fingerprint(spec), source=("reference", "models"), **run)
+        entry = cache.get("smc", key) if cache is not None else None
+        if entry is not None:
+            smc = json.loads((entry / "smc.json").read_text())
+        else:
+            smc = smc_estimate(spec, **run)
+            if cache is not None:
+                blob = json.dumps(smc)
+                cache.put("smc", key, lambda folder: (folder / "smc.json").write_text(blob))
+    return estimates(spec, result.posteriors, result.exact, seed=result.settings["seed"],
+                     smc=smc)
 
 
 def compare(spec: ModelSpec, posteriors: dict, exact=None) -> list[dict]:

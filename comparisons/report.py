@@ -103,12 +103,17 @@ def summary(result: CaseResult) -> dict:
             "inference_library": post.attrs.get("inference_library"),
             "algorithm": post.attrs.get("algorithm"),
             "parameters": {label: _summarize(x) for label, _, x in scalar_elements(spec, post)},
+            "evidence": {r["method"]: {"log_evidence": r["log_evidence"], "se": r["se"],
+                                       "note": r["note"]}
+                         for r in result.evidence if r["backend"] == b},
             "wall_time": round(result.wall_times[b], 3),
         }
     return {
         "case": spec.name, "description": spec.description, "formula": spec.formula,
         "priors": spec.prior_table(), "settings": result.settings,
         "exact": exact, "backends": backends, "comparisons": result.checks,
+        "evidence": {"estimates": result.evidence, "checks": result.evidence_checks,
+                     "rule": "|estimate - exact| <= 3 se + 0.05 nats"},
         "equivalence": result.equivalence,
         "rule": {"alpha": 0.01, "procedure": "Holm", "margin_sd": 0.05, "r_hat_max": 1.01,
                  "ess_bulk_min": 400, "z": "difference / combined MCSE"},
@@ -177,6 +182,29 @@ def z_plot(result: CaseResult) -> str:
     ax.set_yticks(ys, [f'{r["backend"]} vs {r.get("other", "exact")}: {r["parameter"]} '
                        f'{r["quantity"]}' for r in rows], fontsize=7)
     ax.set_xlabel("z = difference / combined MCSE (shaded: the smallest Holm threshold)")
+    ax.invert_yaxis()
+    return _png(fig)
+
+
+def evidence_plot(result: CaseResult) -> str | None:
+    """Log evidence estimates with +-2 SE error bars; the exact value as a line."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result.evidence if r["log_evidence"] is not None and r["method"] != "exact"]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    ys = np.arange(len(rows))
+    for y, r in zip(ys, rows, strict=True):
+        err = 2 * r["se"] if r["se"] else 0.0
+        ax.errorbar(r["log_evidence"], y, xerr=err, fmt="o", color=COLORS.get(r["backend"], "k"))
+    exact = next((r for r in result.evidence if r["method"] == "exact"
+                  and r["log_evidence"] is not None), None)
+    if exact is not None:
+        ax.axvline(exact["log_evidence"], color="black", ls="--", lw=1, label="exact")
+        ax.legend(frameon=False, fontsize=8)
+    ax.set_yticks(ys, [f'{r["method"]} ({r["backend"]})' for r in rows], fontsize=8)
+    ax.set_xlabel("log evidence (bars: +-2 SE)")
     ax.invert_yaxis()
     return _png(fig)
 
@@ -260,12 +288,35 @@ inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, di
 <img alt="z-scores" src="data:image/png;base64,{z_plot(result)}">
 <table><tr><th>comparison</th><th>parameter</th><th>quantity</th><th>estimate</th><th>target</th>
 <th>MCSE</th><th>z</th><th>verdict</th></tr>{rows}</table>
+<h2>Evidence</h2>{_evidence_html(result)}
 <h2>The model, three ways</h2>
 <h3>Reference</h3><pre>{e(describe(spec))}</pre>
 <h3>PyMC</h3><pre>{e(pymc_code(spec))}</pre>
 <h3>Bambi</h3><pre>{e(bambi_code(spec))}</pre>
 <h2>Provenance</h2><pre>{e(json.dumps(summ['provenance'], indent=1))}</pre>
 """)
+
+
+def _evidence_html(result: CaseResult) -> str:
+    e = html.escape
+    if not result.evidence:
+        return "<p>No evidence estimates.</p>"
+    verdict = {(c["method"], c["backend"]): c for c in result.evidence_checks}
+    rows = ""
+    for r in result.evidence:
+        c = verdict.get((r["method"], r["backend"]))
+        val = "&mdash;" if r["log_evidence"] is None else f"{r['log_evidence']:.4f}"
+        se = "&mdash;" if r["se"] is None else f"{r['se']:.4f}"
+        badge = _badge(c["verdict"]) if c else ""
+        rows += (f"<tr><td style='text-align:left'>{e(r['method'])}</td><td>{e(r['backend'])}"
+                 f"</td><td>{val}</td><td>{se}</td><td>{badge}</td>"
+                 f"<td style='text-align:left'>{e(r['note'])}</td></tr>")
+    png = evidence_plot(result)
+    img = f'<img alt="evidence" src="data:image/png;base64,{png}">' if png else ""
+    return (f"<p>Each estimate agrees when it lies within 3 of its standard errors plus 0.05 "
+            f"nats of the exact value; Laplace is a baseline and is not judged.</p>{img}"
+            f"<table><tr><th>method</th><th>backend</th><th>log evidence</th><th>SE</th>"
+            f"<th>verdict</th><th>note</th></tr>{rows}</table>")
 
 
 def write_case(result: CaseResult, out: Path) -> dict:

@@ -146,6 +146,8 @@ class ModelSpec:
     reference_algorithm: str = "auto"
     backends: tuple = ("reference", "pymc", "bambi")
     unsupported: dict = field(default_factory=dict)
+    #: extra evidence estimators to run for this case (``"smc"``: PyMC's SMC)
+    evidence: tuple = ()
 
     def __post_init__(self):
         d = self.design()
