@@ -69,5 +69,23 @@ def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=N
 def report(out: str | Path = "reports", *, cases=None, progress=None, **kwargs) -> list[dict]:
     """Run every built-in case (or ``cases``) and write ``out/index.html``."""
     summaries = [run(c, out=out, progress=progress, **kwargs) for c in (cases or CASES)]
-    write_index(summaries, Path(out))
+    write_index(summaries, Path(out), bayes_factors=bayes_factor_rows(
+        cache=kwargs.get("cache", True), progress=progress))
     return summaries
+
+
+def bayes_factor_rows(cache: bool | Cache = True, progress=None, seed: int = 20261121) -> list:
+    """The Bayes factors of :data:`comparisons.evidence.BAYES_FACTORS` (cached)."""
+    from comparisons.evidence import BAYES_FACTORS, bayes_factors
+
+    store = cache if isinstance(cache, Cache) else Cache(enabled=bool(cache))
+    key = make_key(kind="bayes-factors", table=BAYES_FACTORS, seed=seed)
+    entry = store.get("bayes-factors", key)
+    if entry is not None:
+        return json.loads((entry / "bayes_factors.json").read_text())
+    if progress is not None:
+        progress("Bayes factors between specifications")
+    rows = bayes_factors(seed)
+    blob = json.dumps(rows, indent=1)
+    store.put("bayes-factors", key, lambda folder: (folder / "bayes_factors.json").write_text(blob))
+    return rows

@@ -134,7 +134,8 @@ def main(argv=None) -> int:
     if args.command == "report":
         from comparisons.report import write_index
 
-        progress(f"wrote {write_index(summaries, args.out)}")
+        bf = api.bayes_factor_rows(cache=not args.no_cache, progress=progress)
+        progress(f"wrote {write_index(summaries, args.out, bayes_factors=bf)}")
     if getattr(args, "json", False):
         print(json.dumps(summaries[0], indent=1))
     return _exit_code(s["verdict"] for s in summaries)

@@ -26,7 +26,6 @@ A Flat prior makes the evidence undefined: that is reported, not computed.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from models.spec import GroupPrior, ModelSpec, NoiseColumn
 from reference.design import sufficient_stats
@@ -276,5 +275,48 @@ def bayes_factor(a: dict, b: dict) -> dict:
     return {"log_bf": float(lbf), "se": se, "bf": float(np.exp(np.clip(lbf, -700, 700)))}
 
 
-__all__ = ["LogPosterior", "bayes_factor", "estimates", "evidence_checks", "smc_estimate",
-           "special"]
+#: (label, case, alternative formula): Bayes factors of two specifications of one data set
+BAYES_FACTORS = [
+    ("slope vs none (tutorial)", "tutorial", "y ~ 1"),
+    ("varying intercepts vs pooled (radon)", "radon-intercepts", "log.radon ~ basement + uranium"),
+]
+
+
+def alternative(spec: ModelSpec, formula: str) -> ModelSpec:
+    """``spec`` with another formula, keeping the priors of the terms both have."""
+    import dataclasses
+
+    from formulae import design_matrices
+
+    dm = design_matrices(formula, spec.design().data)
+    keep = set(dm.common.terms) | (set(dm.group.terms) if dm.group is not None else set())
+    return dataclasses.replace(spec, name=f"{spec.name} ({formula})", formula=formula,
+                               priors={k: v for k, v in spec.priors.items() if k in keep})
+
+
+def bayes_factors(seed: int = 0) -> list[dict]:
+    """log BF between the specifications in :data:`BAYES_FACTORS`: exact (quadrature) and
+    bridge sampling on reference draws, with the errors added in quadrature."""
+    from comparisons.cases import get_case
+    from models.reference_model import exact_answer, fit_reference
+    from reference import evidence as ev
+
+    rows = []
+    for label, case, formula in BAYES_FACTORS:
+        specs = [get_case(case)]
+        specs.append(alternative(specs[0], formula))
+        exact, bridge = [], []
+        for sp in specs:
+            ex = exact_answer(sp)
+            exact.append({"log_evidence": ex.log_evidence(), "se": ex.log_evidence_error})
+            logq = LogPosterior(sp)
+            draws = logq.from_posterior(fit_reference(sp, seed=seed))
+            b = ev.bridge_sampling(draws, logq, proposal="warp3", seed=seed)
+            bridge.append({"log_evidence": b.log_evidence, "se": b.se})
+        rows.append({"comparison": label, "model_a": specs[0].formula, "model_b": formula,
+                     "exact": bayes_factor(*exact), "bridge": bayes_factor(*bridge)})
+    return rows
+
+
+__all__ = ["BAYES_FACTORS", "LogPosterior", "alternative", "bayes_factor", "bayes_factors",
+           "estimates", "evidence_checks", "smc_estimate"]

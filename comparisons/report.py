@@ -328,7 +328,7 @@ def write_case(result: CaseResult, out: Path) -> dict:
     return summ
 
 
-def write_index(summaries: list[dict], out: Path) -> Path:
+def write_index(summaries: list[dict], out: Path, bayes_factors: list | None = None) -> Path:
     e = html.escape
     rows = "".join(
         f"<tr><td style='text-align:left'><a href='{e(s['case'])}/report.html'>{e(s['case'])}</a>"
@@ -338,6 +338,17 @@ def write_index(summaries: list[dict], out: Path) -> Path:
         f"</td></tr>" for s in summaries)
     body = (f"<h1>bayes-crosscheck report</h1><table><tr><th>case</th><th>formula</th>"
             f"<th>verdict</th><th>checks</th><th>max |z|</th></tr>{rows}</table>")
+    if bayes_factors:
+        bf = "".join(
+            f"<tr><td style='text-align:left'>{e(r['comparison'])}</td><td style='text-align:left'>"
+            f"<code>{e(r['model_a'])}</code> vs <code>{e(r['model_b'])}</code></td>"
+            f"<td>{r['exact']['log_bf']:.3f}</td><td>{r['bridge']['log_bf']:.3f} &plusmn; "
+            f"{r['bridge']['se']:.3f}</td></tr>" for r in bayes_factors)
+        body += ("<h2>Bayes factors</h2><p>log BF of the first specification against the second;"
+                 " exact by quadrature, and bridge sampling on reference draws (&plusmn; 1 SE)."
+                 f"</p><table><tr><th>comparison</th><th>models</th><th>exact log BF</th>"
+                 f"<th>bridge log BF</th></tr>{bf}</table>")
+        atomic_write(Path(out) / "bayes_factors.json", json.dumps(bayes_factors, indent=1))
     path = Path(out) / "index.html"
     atomic_write(path, _page("bayes-crosscheck report", body))
     return path
