@@ -89,3 +89,133 @@ def bayes_factor_rows(cache: bool | Cache = True, progress=None, seed: int = 202
     blob = json.dumps(rows, indent=1)
     store.put("bayes-factors", key, lambda folder: (folder / "bayes_factors.json").write_text(blob))
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# a user's own draws
+# ---------------------------------------------------------------------------------------------
+def read_draws(path: str | Path, spec) -> object:
+    """Draws from an outside sampler as an ArviZ DataTree under ``spec``'s parameter names.
+
+    Formats: netCDF (``.nc``, an ArviZ DataTree/InferenceData with a ``posterior`` group),
+    zarr (a ``.zarr`` folder, same layout) or CSV (one column per scalar parameter, named as in
+    ``spec`` -- vector parameters as ``1|g[level]`` -- and optional ``chain`` and ``draw``
+    columns; without ``chain`` all rows are one chain).
+    """
+    import numpy as np
+    import pandas as pd
+    from arviz_base import from_dict
+
+    from comparisons.harness import scalar_elements  # noqa: F401  (documented naming)
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"draws file {str(path)!r} not found.")
+    dims, coords = spec.dims(), spec.coords()
+    expected = []
+    for name in spec.parameters:
+        if name in dims:
+            expected += [f"{name}[{lv}]" for lv in coords[dims[name][0]]]
+        else:
+            expected.append(name)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            df = pd.read_csv(path)
+        elif suffix in (".nc", ".netcdf", ".h5") or suffix == ".zarr" or path.is_dir():
+            import xarray as xr
+
+            engine = "zarr" if (suffix == ".zarr" or path.is_dir()) else "h5netcdf"
+            with xr.open_datatree(path, engine=engine) as tree:
+                post = tree["posterior"].to_dataset().load()
+            df = _dataset_to_frame(post, spec)
+        else:
+            raise ValueError(f"unsupported draws format {suffix!r}; use .csv, .nc or .zarr.")
+    except ValueError:
+        raise
+    except Exception as err:  # corrupt or unreadable files come in many exception types
+        raise ValueError(f"cannot read draws file {str(path)!r}: "
+                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    missing = [n for n in expected if n not in df.columns]
+    if missing:
+        raise ValueError(f"draws file {str(path)!r} lacks parameters {missing[:8]}"
+                         f"{' ...' if len(missing) > 8 else ''}; case {spec.name!r} expects "
+                         f"{expected}; it has {[c for c in df.columns if c not in ('chain', 'draw')]}.")
+    values = df[expected].to_numpy(dtype=float)
+    if not np.isfinite(values).all():
+        raise ValueError(f"draws file {str(path)!r} contains NaN or inf values.")
+    chain = df["chain"].to_numpy() if "chain" in df else np.zeros(len(df), dtype=int)
+    chains = sorted(set(chain.tolist()))
+    per = [values[chain == c] for c in chains]
+    n = min(len(p) for p in per)
+    if n < 50:
+        raise ValueError(f"draws file {str(path)!r} has {n} draws per chain; at least 50 needed.")
+    arr = np.stack([p[:n] for p in per])  # (chain, draw, k)
+    post, k = {}, 0
+    for name in spec.parameters:
+        if name in dims:
+            m = len(coords[dims[name][0]])
+            post[name] = arr[..., k:k + m]
+            k += m
+        else:
+            post[name] = arr[..., k]
+            k += 1
+    return from_dict({"posterior": post}, dims=dims or None, coords=coords or None,
+                     attrs={"posterior": {"inference_library": f"user draws ({path.name})"}})
+
+
+def _dataset_to_frame(post, spec):
+    import numpy as np
+    import pandas as pd
+
+    dims, coords = spec.dims(), spec.coords()
+    cols = {}
+    chain = None
+    for name in post.data_vars:
+        x = np.asarray(post[name].values, dtype=float)
+        C, D = x.shape[:2]
+        chain = np.repeat(np.arange(C), D)
+        if x.ndim == 2:
+            cols[name] = x.reshape(-1)
+        elif name in dims:
+            for i, lv in enumerate(coords[dims[name][0]]):
+                cols[f"{name}[{lv}]"] = x[..., i].reshape(-1)
+    if chain is None:
+        raise ValueError("the posterior group is empty.")
+    return pd.DataFrame({"chain": chain, **cols})
+
+
+def compare_draws(draws_file: str | Path, case: str, *, out: str | Path | None = "reports",
+                  backends=("pymc",), cache: bool | Cache = True, progress=None, **settings):
+    """Check a user's draws against the exact answer and the named backends.
+
+    Returns the summary; its ``verdict_user`` is the verdict of the checks involving the user's
+    draws (what the command line's exit status reports).
+    """
+    from comparisons.harness import case_evidence, compare
+    from comparisons.verdicts import overall
+    from comparisons.evidence import evidence_checks
+
+    spec, sampler = load(case)
+    user = read_draws(draws_file, spec)
+    s = settings_for(sampler, **settings)
+    store = cache if isinstance(cache, Cache) else Cache(enabled=bool(cache))
+    result = run_case(spec, backends=tuple(backends), progress=progress, cache=store, **s)
+    result.posteriors = {"user": user, **result.posteriors}
+    result.wall_times["user"] = 0.0
+    result.checks = compare(spec, result.posteriors, result.exact)
+    result.evidence = case_evidence(spec, result, store)
+    result.evidence_checks = evidence_checks(result.evidence)
+    if out is not None:
+        from dataclasses import replace
+
+        result.spec = replace(spec, name=f"{spec.name}-user-draws")
+        summ = write_case(result, Path(out))
+    else:
+        from comparisons.report import summary
+
+        summ = summary(result)
+    mine = [c for c in result.checks if "user" in (c["backend"], c.get("other"))]
+    mine += [c for c in result.evidence_checks if c["backend"] == "user"]
+    summ["verdict_user"] = overall(mine)
+    return summ

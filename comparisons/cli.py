@@ -61,6 +61,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the summary to stdout")
     rep = sub.add_parser("report", help="run every built-in case and write index.html")
     sampling_options(rep)
+    cmp_ = sub.add_parser("compare", help="check your own sampler's draws (.csv, .nc, .zarr) "
+                                          "against the exact answer and PyMC")
+    cmp_.add_argument("draws_file", metavar="DRAWS", type=Path)
+    cmp_.add_argument("--case", required=True, help="a built-in case name or a .toml file")
+    sampling_options(cmp_)
+    cmp_.add_argument("--json", action="store_true", help="print the summary to stdout")
+    sbc = sub.add_parser("sbc", help="simulation-based calibration of the reference samplers "
+                                     "(runs the SBC study; see make validate)")
+    sbc.add_argument("--quick", action="store_true", help="the short version from make test")
+    sub.add_parser("bench", help="run the benchmark scripts (same as make bench)")
     return p
 
 
@@ -105,6 +115,10 @@ def main(argv=None) -> int:
             spec, _ = load(name)
             print(f"{name:24s} {spec.formula}")
         return EXIT_AGREE
+    if args.command in ("sbc", "bench"):
+        return _hook(args)
+    if args.command == "compare":
+        return _compare(args)
     from comparisons import api
     from comparisons.harness import ModelMismatch
 
@@ -139,6 +153,42 @@ def main(argv=None) -> int:
     if getattr(args, "json", False):
         print(json.dumps(summaries[0], indent=1))
     return _exit_code(s["verdict"] for s in summaries)
+
+
+def _hook(args) -> int:
+    """``sbc`` and ``bench`` run the studies that live beside the tests and benchmarks."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if args.command == "bench":
+        cmd = [sys.executable, str(root / "benchmarks" / "run_all.py")]
+    else:
+        marker = "not slow" if args.quick else "slow"
+        cmd = [sys.executable, "-m", "pytest", str(root / "tests" / "test_sbc.py"), "-m", marker,
+               "-q"]
+    return subprocess.run(cmd, cwd=root).returncode
+
+
+def _compare(args) -> int:
+    from comparisons import api
+
+    try:
+        _check_writable(args.out)
+        summ = api.compare_draws(args.draws_file, args.case, out=args.out,
+                                 backends=args.backends or ("pymc",), progress=_Progress(1),
+                                 cache=not args.no_cache, draws=args.draws, tune=args.tune,
+                                 chains=args.chains, seed=args.seed)
+    except ValueError as err:
+        print(f"crosscheck: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    worst = [c for c in summ["comparisons"] if "user" in (c["backend"], c.get("other"))]
+    bad = sorted(worst, key=lambda c: -abs(c["z"]) if c["z"] == c["z"] else 0)[:3]
+    print(f"your draws: {summ['verdict_user']}; largest |z|: " + ", ".join(
+        f"{c['parameter']} {c['quantity']} z = {c['z']:+.1f} (vs {c.get('other')})" for c in bad),
+        file=sys.stderr)
+    if args.json:
+        print(json.dumps(summ, indent=1, default=str))
+    return _exit_code([summ["verdict_user"]])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,12 @@ from comparisons.harness import CaseResult
 
 PACKAGES = ("numpy", "scipy", "pandas", "xarray", "pymc", "pytensor", "bambi", "formulae",
             "arviz", "arviz-base", "arviz-stats", "nutpie", "matplotlib")
-COLORS = {"reference": "#4c72b0", "pymc": "#dd8452", "bambi": "#55a868", "exact": "black"}
+COLORS = {"reference": "#4c72b0", "pymc": "#dd8452", "bambi": "#55a868", "exact": "black",
+          "user": "#8172b3"}
+
+
+def _color(backend: str) -> str:
+    return COLORS.get(backend, "#937860")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +162,7 @@ def density_plot(result: CaseResult) -> str:
         grid = np.linspace(lo, hi, 300)
         for b, dt in result.posteriors.items():
             x = np.asarray(dt["posterior"][n].values).ravel()
-            ax.plot(grid, stats.gaussian_kde(x)(grid), color=COLORS.get(b), lw=1.6, label=b)
+            ax.plot(grid, stats.gaussian_kde(x)(grid), color=_color(b), lw=1.6, label=b)
         if m is not None:
             ax.plot(grid, m.pdf(grid), color="black", ls="--", lw=1.2, label="exact")
         ax.set_title(n)
@@ -175,7 +180,7 @@ def z_plot(result: CaseResult) -> str:
     fig, ax = plt.subplots(figsize=(8, 0.22 * len(rows) + 1))
     ys = np.arange(len(rows))
     zs = [r["z"] for r in rows]
-    cols = [COLORS.get(r["backend"]) for r in rows]
+    cols = [_color(r["backend"]) for r in rows]
     t = min(r["tolerance"] for r in rows)
     ax.axvspan(-t, t, color="#e8f3e8")
     ax.scatter(zs, ys, c=cols, s=14)
@@ -197,7 +202,7 @@ def evidence_plot(result: CaseResult) -> str | None:
     ys = np.arange(len(rows))
     for y, r in zip(ys, rows, strict=True):
         err = 2 * r["se"] if r["se"] else 0.0
-        ax.errorbar(r["log_evidence"], y, xerr=err, fmt="o", color=COLORS.get(r["backend"], "k"))
+        ax.errorbar(r["log_evidence"], y, xerr=err, fmt="o", color=_color(r["backend"]))
     exact = next((r for r in result.evidence if r["method"] == "exact"
                   and r["log_evidence"] is not None), None)
     if exact is not None:
