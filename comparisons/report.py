@@ -23,8 +23,13 @@ import numpy as np
 from comparisons.agreement import QUANTITIES
 from comparisons.harness import CaseResult
 
-PACKAGES = ("numpy", "scipy", "pandas", "xarray", "pymc", "pytensor", "bambi", "formulae",
-            "arviz", "arviz-base", "arviz-stats", "nutpie", "matplotlib")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 COLORS = {"reference": "#4c72b0", "pymc": "#dd8452", "bambi": "#55a868", "exact": "black",
           "user": "#8172b3"}
 
@@ -55,19 +60,17 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 
 
 def provenance(result: CaseResult) -> dict:
-    versions = {}
-    for p in PACKAGES:
-        try:
-            versions[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            versions[p] = None
+    from comparisons.cache import environment_fingerprint
+
+    fp = environment_fingerprint()
+    versions = {**fp["packages"], "arviz": _version("arviz")}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "packages": versions, "git_commit": commit, "seed": result.settings["seed"],
+            "packages": versions, "source_hash": fp["source"], "git_commit": commit, "seed": result.settings["seed"],
             "data_hash": result.spec.data_hash(),
             "wall_times": {k: round(v, 3) for k, v in result.wall_times.items()},
             "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])}
