@@ -236,7 +236,9 @@ def smc_estimate(spec: ModelSpec, *, draws: int = 2000, chains: int = 4, seed: i
     lml = idata["sample_stats"]["log_marginal_likelihood"].values
     per_chain = []
     for row in np.asarray(lml, dtype=object).reshape(chains, -1):
-        vals = [float(v) for v in np.ravel(row) if v is not None and np.isfinite(float(v))]
+        # object dtype over (chain, stage), NaN until the last stage; entries may be lists
+        vals = [float(v) for v in np.hstack([np.ravel(np.asarray(r, dtype=float)) for r in row])
+                if np.isfinite(v)]
         per_chain.append(vals[-1])
     per_chain = np.asarray(per_chain)
     return {"method": "smc", "backend": "pymc", "log_evidence": float(per_chain.mean()),
