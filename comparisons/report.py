@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from comparisons import figures
 from comparisons.agreement import QUANTITIES
 from comparisons.harness import CaseResult
 
@@ -296,6 +297,15 @@ inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, di
 <img alt="z-scores" src="data:image/png;base64,{z_plot(result)}">
 <table><tr><th>comparison</th><th>parameter</th><th>quantity</th><th>estimate</th><th>target</th>
 <th>MCSE</th><th>z</th><th>verdict</th></tr>{rows}</table>
+<h2>Intervals across backends</h2>{_figure(figures.forest, result)}
+<h2>Posterior predictive</h2>{_figure(figures.regression_lines, result)}
+{_figure(figures.predictive_variance, result)}
+{_figure(figures.ppc, result)}
+{_figure(figures.shrinkage, result)}
+{_sensitivity_html(result)}
+<h2>Chains</h2>{''.join(_figure(f, result, b) for b in result.posteriors if b != 'reference'
+                        or result.posteriors[b]['posterior'].attrs.get('algorithm') != 'closed-form'
+                        for f in (figures.trace_rank, figures.rank, figures.autocorr))}
 <h2>Evidence</h2>{_evidence_html(result)}
 <h2>The model, three ways</h2>
 <h3>Reference</h3><pre>{e(describe(spec))}</pre>
@@ -303,6 +313,32 @@ inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, di
 <h3>Bambi</h3><pre>{e(bambi_code(spec))}</pre>
 <h2>Provenance</h2><pre>{e(json.dumps(summ['provenance'], indent=1))}</pre>
 """)
+
+
+def _figure(fn, *args) -> str:
+    """A figure as an <img>, or a note saying why it is missing; never a lost report."""
+    try:
+        fig = fn(*args)
+    except Exception as err:  # a broken figure must not take the whole report down
+        return f"<p><em>{html.escape(fn.__name__)} failed: {html.escape(str(err))}</em></p>"
+    if fig is None:
+        return ""
+    extra = [a for a in args[1:] if isinstance(a, str)]
+    label = fn.__name__.replace("_", " ") + (f" ({extra[0]})" if extra else "")
+    return f'<h3>{html.escape(label)}</h3><img alt="{html.escape(label)}" ' \
+           f'src="data:image/png;base64,{_png(fig)}">'
+
+
+def _sensitivity_html(result: CaseResult) -> str:
+    if not result.spec.design().groups or "reference" not in result.posteriors:
+        return ""
+    s = result.settings
+    try:
+        refits = figures.sensitivity_refits(result.spec, draws=s["draws"], chains=s["chains"],
+                                            seed=s["seed"])
+    except Exception as err:
+        return f"<p><em>prior sensitivity failed: {html.escape(str(err))}</em></p>"
+    return "<h2>Prior sensitivity</h2>" + _figure(figures.sensitivity, result, refits)
 
 
 def _evidence_html(result: CaseResult) -> str:
