@@ -7,7 +7,9 @@ Every check compares with something computed independently of ``reference.quadra
   ``GaussianKnownNoise`` (a different parameterization, p-space algebra) and, for eight schools,
   the marginal ``y ~ N(0, diag(s^2 + tau^2) + v 11')`` written out directly;
 * simple importance sampling from the prior of the scales with the Gaussian evidence computed in
-  the n-dimensional data space, within its own Monte Carlo error (|z| < 3.5).
+  the n-dimensional data space, within its own Monte Carlo error (|z| < 3.5);
+* for block elimination (one grouping factor), the dense factorization, to 1e-10, besides the
+  closed forms above.
 
 Each family of checks has a companion test that injects a bug (monkeypatch) and shows the check
 fails.
@@ -184,11 +186,11 @@ def test_exactness_check_catches_a_transposed_covariance_factor(monkeypatch):
         _assert_matches_gaussian(quad, exact, ["Intercept", "x"])
 
 
-def _fixed_tau_pair(tau=0.7, sigma=1.0):
+def _fixed_tau_pair(tau=0.7, sigma=1.0, fast=True):
     X, y, g = _hierarchical()
     V = np.array([[9.0, 0.5], [0.5, 4.0]])
     quad = ScaleQuadrature(X, y, [g], names=["Intercept", "x"], beta_mean=[0.3, 0.0],
-                           beta_cov=V, tau_priors={"1|g": Constant(tau)}, sigma=sigma)
+                           beta_cov=V, tau_priors={"1|g": Constant(tau)}, sigma=sigma, fast=fast)
     W = np.column_stack([X, g.matrix().toarray()])
     cov = linalg.block_diag(V, tau**2 * np.eye(g.n_levels))
     exact = GaussianKnownNoise(W, y, sigma**2, np.r_[0.3, 0.0, np.zeros(g.n_levels)], cov)
@@ -196,8 +198,29 @@ def _fixed_tau_pair(tau=0.7, sigma=1.0):
     return quad, exact, names
 
 
-def test_fixed_tau_is_gaussian_known_noise_on_the_augmented_design():
-    quad, exact, names = _fixed_tau_pair()
+def _fixed_taus_two_terms(fast=True):
+    """Varying intercepts and slopes with fixed taus, one level without rows (block path k = 2)."""
+    X, y, g = _hierarchical()
+    levels = (*g.levels, "g_empty")
+    terms = [GroupTerm("1|g", np.ones(len(y)), g.codes, levels),
+             GroupTerm("x|g", X[:, 1], g.codes, levels)]
+    taus, V = (0.7, 0.4), np.array([[9.0, 0.5], [0.5, 4.0]])
+    quad = ScaleQuadrature(X, y, terms, names=["Intercept", "x"], beta_mean=[0.3, 0.0],
+                           beta_cov=V, tau_priors={"1|g": Constant(taus[0]),
+                                                   "x|g": Constant(taus[1])},
+                           sigma=0.9, fast=fast)
+    W = np.column_stack([X] + [t.matrix().toarray() for t in terms])
+    prior_var = np.concatenate([np.full(len(levels), tau**2) for tau in taus])
+    exact = GaussianKnownNoise(W, y, 0.81, np.r_[0.3, 0.0, np.zeros(2 * len(levels))],
+                               linalg.block_diag(V, np.diag(prior_var)))
+    names = ["Intercept", "x"] + [f"{t.name}[{lab}]" for t in terms for lab in levels]
+    return quad, exact, names
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["block", "dense"])
+def test_fixed_tau_is_gaussian_known_noise_on_the_augmented_design(fast):
+    quad, exact, names = _fixed_tau_pair(fast=fast)
+    assert quad.method == ("block" if fast else "dense")
     assert quad.scale_names == [] and set(quad.fixed_scales) == {"1|g_sigma", "sigma"}
     _assert_matches_gaussian(quad, exact, names)
     # level by label, by index and by "term[label]" agree
@@ -205,15 +228,57 @@ def test_fixed_tau_is_gaussian_known_noise_on_the_augmented_design():
         == quad.marginal("1|g[g3]").mean()
 
 
-def test_fixed_tau_check_catches_a_wrong_level_scale(monkeypatch):
-    """Bug: group effects scaled by tau^2 instead of tau."""
+@pytest.mark.parametrize("fast", [True, False], ids=["block", "dense"])
+def test_fixed_taus_of_two_terms_are_gaussian_known_noise(fast):
+    """Intercept and slope effects per level (k = 2 blocks) and a level without rows."""
+    quad, exact, names = _fixed_taus_two_terms(fast)
+    assert quad.method == ("block" if fast else "dense")
+    _assert_matches_gaussian(quad, exact, names)
+    # the empty level keeps its prior: mean 0, sd tau
+    assert quad.marginal("x|g[g_empty]").std() == pytest.approx(0.4, rel=1e-12)
+    # covariances within a level (intercept with slope), across levels and with a coefficient
+    for a, b in [("1|g[g3]", "x|g[g3]"), ("1|g[g3]", "x|g[g5]"), ("x", "x|g[g2]")]:
+        i, j = names.index(a), names.index(b)
+        assert quad.cov(a, b) == pytest.approx(exact.cov[i, j],
+                                               abs=1e-8 * exact.sd[i] * exact.sd[j])
+
+
+def test_fixed_tau_check_catches_a_wrong_level_scale_dense(monkeypatch):
+    """Bug: group effects scaled by tau^2 instead of tau (dense factorization)."""
     original = quadrature._fill_precision
 
     def buggy(c, tau, sigma, out):
         return original(c, tau**2, sigma, out)
 
     monkeypatch.setattr(quadrature, "_fill_precision", buggy)
-    quad, exact, names = _fixed_tau_pair()
+    quad, exact, names = _fixed_tau_pair(fast=False)
+    with pytest.raises(AssertionError):
+        _assert_matches_gaussian(quad, exact, names)
+
+
+def test_fixed_tau_check_catches_a_wrong_level_scale_block(monkeypatch):
+    """Bug: group effects scaled by tau^2 instead of tau (block elimination)."""
+    original = quadrature._block_conditional_batch
+
+    def buggy(c, tau, sigma, moments):
+        return original(c, tau**2, sigma, moments)
+
+    monkeypatch.setattr(quadrature, "_block_conditional_batch", buggy)
+    quad, exact, names = _fixed_tau_pair(fast=True)
+    with pytest.raises(AssertionError):
+        _assert_matches_gaussian(quad, exact, names)
+
+
+def test_exactness_check_catches_transposed_level_inverses(monkeypatch):
+    """Bug (STYLE.md 3 again, in blocks): the level parts of L^-1 taken as E_j' for E_j."""
+    original = quadrature._block_inverse_columns
+
+    def buggy(f):
+        LS_inv, E, M = original(f)
+        return LS_inv, np.swapaxes(E, 0, 1), M
+
+    monkeypatch.setattr(quadrature, "_block_inverse_columns", buggy)
+    quad, exact, names = _fixed_taus_two_terms(fast=True)
     with pytest.raises(AssertionError):
         _assert_matches_gaussian(quad, exact, names)
 
@@ -472,8 +537,10 @@ def hierarchical():
     return _hier_quad()
 
 
-def test_two_scales_agree_with_prior_importance_sampling(hierarchical, prior_draws):
-    quad = hierarchical
+@pytest.mark.parametrize("fast", [True, False], ids=["block", "dense"])
+def test_two_scales_agree_with_prior_importance_sampling(hierarchical, prior_draws, fast):
+    quad = hierarchical if fast else _hier_quad(fast=False)
+    assert quad.method == ("block" if fast else "dense")
     assert quad.scale_names == ["1|g_sigma", "sigma"] and quad.converged
     z = _is_z_scores(quad, prior_draws)
     worst = max(z, key=lambda k: abs(z[k]))
@@ -582,7 +649,147 @@ def test_three_scales_agree_with_prior_importance_sampling():
 
 
 # --------------------------------------------------------------------------------------------
-# 5. Mechanics and bad input
+# 5. Block elimination against the dense factorization
+# --------------------------------------------------------------------------------------------
+AGREE = 1e-10
+#: rounding moves the mode found by L-BFGS-B, hence the grid, by about 1e-7; that moves the
+#: answers by a small fraction of the grid's own error, which must therefore be well below AGREE
+#: (rtol = 1e-3 bounds the error of a grid twice as coarse; the reported one is far finer)
+GRID_RTOL = 1e-3
+
+
+def _one_factor_model(n_terms=2, empty_level=False, known_sigma=False):
+    """Keyword arguments of a model whose group terms all share the factor g."""
+    X, y, g = _hierarchical()
+    levels = (*g.levels, "g_empty") if empty_level else g.levels
+    columns = {"1|g": np.ones(len(y)), "x|g": X[:, 1]}
+    terms = [GroupTerm(name, col, g.codes, levels) for name, col in list(columns.items())[:n_terms]]
+    kw = dict(X=X, y=y, groups=terms, names=["Intercept", "x"], beta_mean=[0.2, 0.0],
+              beta_cov=[[9.0, 0.5], [0.5, 4.0]],
+              tau_priors={t.name: HalfNormal(1.0) for t in terms})
+    if known_sigma:
+        w = np.random.default_rng(SEED).uniform(0.3, 3.0, len(y))
+        kw.update(sigma=1.2, weights=w)
+    else:
+        kw.update(sigma_prior=HalfNormal(2.0))
+    return kw
+
+
+ONE_FACTOR_MODELS = {
+    "one term": dict(n_terms=1),
+    "two terms": dict(n_terms=2),
+    "a level without rows": dict(n_terms=2, empty_level=True, known_sigma=True),
+    "known sigma with weights": dict(n_terms=2, known_sigma=True),
+}
+
+
+def _assert_same_posterior(a, b, tol=AGREE):
+    """Evidence, every marginal's mean, sd and 5%/95% quantiles, and covariances.
+
+    The covariances of both coefficients, the first, second and last level and, with two
+    terms, the second term at the third level with the first term there.
+    """
+    assert a.grid_shape == b.grid_shape and a.n_evaluations == b.n_evaluations
+    assert a.log_evidence() == pytest.approx(b.log_evidence(), rel=tol)
+    sa, sb = a.summary(), b.summary()
+    assert list(sa) == list(sb)
+    for name in sa:
+        sd = sb[name]["sd"]
+        for q in ("mean", "sd", "q05", "q95"):
+            assert sa[name][q] == pytest.approx(sb[name][q], abs=tol * sd), (name, q)
+    levels = [k for k in sa if "[" in k]
+    keys = ["Intercept", "x", levels[0], levels[1], levels[2], levels[len(levels) // 2 + 2],
+            levels[-1]]
+    rows = [a._theta_index(k) for k in keys]
+    sd = np.array([sb[k]["sd"] for k in keys])
+    cov_a, cov_b = a._posterior_cov(rows), b._posterior_cov(rows)
+    assert np.all(np.abs(cov_a - cov_b) < tol * np.outer(sd, sd))
+
+
+@pytest.fixture(scope="module")
+def dense_fits():
+    """Dense-path fits of the one-factor models, built once (name -> ScaleQuadrature)."""
+    return {name: _build(_one_factor_model(**model), rtol=GRID_RTOL, fast=False)
+            for name, model in ONE_FACTOR_MODELS.items()}
+
+
+@pytest.mark.parametrize("name", list(ONE_FACTOR_MODELS))
+def test_block_elimination_matches_the_dense_factorization(name, dense_fits):
+    block = _build(_one_factor_model(**ONE_FACTOR_MODELS[name]), rtol=GRID_RTOL)
+    assert (block.method, dense_fits[name].method) == ("block", "dense")
+    _assert_same_posterior(block, dense_fits[name])
+
+
+def test_agreement_check_catches_a_wrong_back_substitution(monkeypatch):
+    """Bug: the level means from L_j^-1 (forward) instead of L_j^-T (back substitution)."""
+    dense = _fixed_taus_two_terms(fast=False)[0]
+    monkeypatch.setattr(quadrature, "_small_solve_upper_t", quadrature._small_solve_lower)
+    with pytest.raises(AssertionError):
+        _assert_same_posterior(_fixed_taus_two_terms(fast=True)[0], dense)
+
+
+def _conditionals(**model):
+    """The block and dense scale-free quantities of one model."""
+    kw = _one_factor_model(**model)
+    args = (kw["X"], kw["y"], kw["groups"], kw.get("weights"), np.array(kw["beta_mean"]),
+            np.array(kw["beta_cov"]))
+    return (quadrature._build_conditional(*args, blocks=True),
+            quadrature._build_conditional(*args, blocks=False))
+
+
+@pytest.mark.parametrize("model", list(ONE_FACTOR_MODELS.values()), ids=list(ONE_FACTOR_MODELS))
+def test_block_conditionals_match_dense_at_extreme_scales(model):
+    """log p(y | phi), conditional means, variances and covariances from tau = 1e-8 to 1e4.
+
+    Far out, P_u is ill conditioned and neither factorization is exact: moments are compared
+    to the accuracy a backward-stable solver promises, 10 eps cond(P_u), or 1e-10 if larger
+    (on one such point the block result was the closer of the two to exact rational arithmetic).
+    """
+    block, dense = _conditionals(**model)
+    rng = np.random.default_rng(SEED)
+    k, d = len(block.blocks.Kbb), len(block.k0)
+    tau = np.exp(rng.uniform(np.log(1e-8), np.log(1e4), (200, k)))
+    sigma = np.exp(rng.uniform(np.log(1e-2), np.log(1e2), 200))
+    P = np.empty((200, d, d))
+    quadrature._fill_precision(dense, tau, sigma, P)
+    tol = np.maximum(AGREE, 10 * np.finfo(float).eps * np.linalg.cond(P))[:, None]
+    lp_b, mu_b, var_b = quadrature._conditional_batch(block, tau, sigma, moments=True)
+    lp_d, mu_d, var_d = quadrature._conditional_batch(dense, tau, sigma, moments=True)
+    np.testing.assert_allclose(lp_b, lp_d, rtol=AGREE)
+    assert np.all(np.abs(var_b / var_d - 1) < tol)
+    assert np.all(np.abs(mu_b - mu_d) / np.sqrt(var_d) < tol)
+    # coefficients, levels, and with two terms the slope of the intercept's level
+    rows = [0, 1, 2, d - 1, 3] + ([2 + (d - 2) // k] if k > 1 else [])
+    cov_b = quadrature._conditional_cov(block, tau, sigma, rows)
+    cov_d = quadrature._conditional_cov(dense, tau, sigma, rows)
+    sd = np.sqrt(np.einsum("gii->gi", cov_d))
+    assert np.all(np.abs(cov_b - cov_d) / (sd[:, :, None] * sd[:, None, :]) < tol[:, :, None])
+    assert np.median(tol) < 1e-9   # most points are not extreme: the test has teeth
+
+
+def test_crossed_factors_and_plain_regression_use_the_dense_path():
+    X, y, g = _hierarchical()
+    h = GroupTerm("1|h", np.ones(len(y)), np.arange(len(y)) % 5, tuple("abcde"))
+    crossed = ScaleQuadrature(X, y, [g, h], names=["Intercept", "x"], beta_cov=25.0,
+                              tau_priors={"1|g": Constant(0.5), "1|h": Constant(0.3)},
+                              sigma=1.0)
+    plain, _, _ = _known_sigma_pair()
+    assert crossed.method == "dense" and plain.method == "dense"
+    assert _fixed_tau_pair(fast=True)[0].method == "block"
+
+
+def test_mixture_quantiles_of_a_bimodal_mixture():
+    """Halley steps that leave the bracket fall back to bisection: the root is still found."""
+    m = quadrature.GaussianMixture([0.3, 0.7], [-10.0, 10.0], [1.0, 0.5])
+    q = np.array([0.01, 0.29, 0.3, 0.31, 0.5, 0.99])
+    x = m.ppf(q)
+    np.testing.assert_allclose(m.cdf(x), q, atol=1e-12)
+    assert m.mean() == pytest.approx(4.0) and m.var() == pytest.approx(
+        0.3 * 101 + 0.7 * 100.25 - 16.0)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Mechanics and bad input
 # --------------------------------------------------------------------------------------------
 def test_module_docstring_example_runs():
     assert doctest.testmod(quadrature, raise_on_error=False).failed == 0
@@ -638,6 +845,7 @@ def _build(args, **changes):
     ({"names": ["Intercept", "1|g"]}, ValueError, "must be unique"),
     ({"groups": ["g"]}, TypeError, "GroupTerm"),
     ({"rtol": 0.0}, ValueError, "rtol must be a finite number > 0"),
+    ({"fast": "yes"}, TypeError, "fast must be True or False"),
     ({"weights": np.zeros(96)}, ValueError, "weights must be 96 finite positive"),
 ])
 def test_bad_input_is_rejected_with_a_clear_message(hier_args, changes, error, match):
