@@ -47,7 +47,7 @@ def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=N
         if progress is not None:
             progress(f"{spec.name}: reusing the cached result")
         folder = Path(out) / spec.name
-        for name in ("summary.json", "report.html"):
+        for name in ("summary.json", "report.html", "report.md"):
             atomic_write(folder / name, (entry / name).read_bytes())
         return json.loads((entry / "summary.json").read_text())
     result = run_case(spec, backends=backends, progress=progress, cache=store, **s)
@@ -59,7 +59,7 @@ def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=N
     folder = Path(out) / spec.name
 
     def fill(tmp: Path):
-        for name in ("summary.json", "report.html"):
+        for name in ("summary.json", "report.html", "report.md"):
             (tmp / name).write_bytes((folder / name).read_bytes())
 
     store.put("cases", key, fill)

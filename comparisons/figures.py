@@ -243,3 +243,29 @@ def sensitivity_refits(spec, *, draws: int = 1000, chains: int = 4, seed: int = 
         s = dataclasses.replace(spec, priors=priors, sigma=sigma)
         out[f"x{factor:g}"] = fit_reference(s, draws=draws, chains=chains, seed=seed)
     return out
+
+
+def evidence_curve(result: CaseResult):
+    """Empirical Bayes: the exact log evidence against a common prior sd of the coefficients,
+    with its maximizer (type-II maximum likelihood); known-noise cases without group terms."""
+    import matplotlib.pyplot as plt
+
+    from reference.evidence import evidence_curve as curve
+
+    spec = result.spec
+    d = spec.design()
+    if d.groups or spec.known_sigma is None:
+        return None
+    scales = np.geomspace(0.05, 100.0, 60)
+    c = curve(d.X, d.y, scales, noise_var=spec.known_sigma**2)
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.plot(c.scales, c.log_evidence, color="#4c72b0")
+    ax.axvline(c.best_scale, color="#c44e52", ls="--",
+               label=f"type-II ML: prior sd {c.best_scale:.3g}, log evidence "
+                     f"{c.best_log_evidence:.3f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("prior sd of every coefficient")
+    ax.set_ylabel("log evidence")
+    ax.set_title("Empirical Bayes: the evidence as a function of the prior scale")
+    ax.legend(frameon=False, fontsize=8)
+    return fig

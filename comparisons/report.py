@@ -307,6 +307,7 @@ inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, di
                         or result.posteriors[b]['posterior'].attrs.get('algorithm') != 'closed-form'
                         for f in (figures.trace_rank, figures.rank, figures.autocorr))}
 <h2>Evidence</h2>{_evidence_html(result)}
+{_figure(figures.evidence_curve, result)}
 <h2>The model, three ways</h2>
 <h3>Reference</h3><pre>{e(describe(spec))}</pre>
 <h3>PyMC</h3><pre>{e(pymc_code(spec))}</pre>
@@ -369,7 +370,34 @@ def write_case(result: CaseResult, out: Path) -> dict:
     folder = Path(out) / result.spec.name
     atomic_write(folder / "summary.json", json.dumps(summ, indent=1, default=_json_default))
     atomic_write(folder / "report.html", case_html(result, summ))
+    atomic_write(folder / "report.md", case_markdown(summ))
     return summ
+
+
+def case_markdown(summ: dict) -> str:
+    """The case's verdict and key numbers as Markdown, beside the HTML page."""
+    lines = [f"# {summ['case']}: {summ['verdict']}", "", summ["description"], "",
+             f"Formula `{summ['formula']}`.", "", "## Posterior summaries", "",
+             "| backend | parameter | mean | sd | q05 | q95 | ESS bulk | R-hat |",
+             "|---|---|---|---|---|---|---|---|"]
+    for b, info in summ["backends"].items():
+        for name, p in list(info["parameters"].items())[:12]:
+            rhat = "" if p["r_hat"] is None else f"{p['r_hat']:.3f}"
+            lines.append(f"| {b} | {name} | {p['mean']:.4g} | {p['sd']:.4g} | {p['q05']:.4g} | "
+                         f"{p['q95']:.4g} | {p['ess_bulk']:.0f} | {rhat} |")
+    bad = [c for c in summ["comparisons"] if c["verdict"] != "agree"]
+    lines += ["", f"## Checks: {len(summ['comparisons'])}, not agreeing: {len(bad)}", ""]
+    for c in bad[:20]:
+        lines.append(f"- {c['backend']} vs {c.get('other')}: {c['parameter']} {c['quantity']} "
+                     f"z = {c['z']:+.2f} ({c['verdict']}{'; ' + c['reason'] if c.get('reason') else ''})")
+    ev = summ.get("evidence", {}).get("estimates", [])
+    if ev:
+        lines += ["", "## Evidence", "", "| method | backend | log evidence | SE |", "|---|---|---|---|"]
+        for r in ev:
+            val = "-" if r["log_evidence"] is None else f"{r['log_evidence']:.4f}"
+            se = "-" if r["se"] is None else f"{r['se']:.4f}"
+            lines.append(f"| {r['method']} | {r['backend']} | {val} | {se} |")
+    return "\n".join(lines) + "\n"
 
 
 def write_index(summaries: list[dict], out: Path, bayes_factors: list | None = None) -> Path:

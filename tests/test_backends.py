@@ -72,6 +72,9 @@ def test_reports_are_written(results, tmp_path):
     page = (tmp_path / "three-point" / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 2 and "pm.Model()" in page
     assert "bmb.Model(" in page
+    md = (tmp_path / "three-point" / "report.md").read_text()
+    assert md.startswith("# three-point: agree") and "| pymc | x |" in md
+    assert "evidence curve" in page  # empirical Bayes curve of the known-noise case
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
 
 
