@@ -35,8 +35,14 @@ $(STAMP): requirements.lock pyproject.toml .python-version
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# A disagreement (exit 1) or an inconclusive verdict (exit 3) is a finding the report shows, not
+# a failure to build it; bad input (2) or a crash fails the target.
 report: $(STAMP)
-	$(VENV)/bin/crosscheck report --out reports
+	@$(VENV)/bin/crosscheck report --out reports; code=$$?; \
+	if [ $$code -eq 0 ]; then echo "every case agrees: reports/index.html"; \
+	elif [ $$code -eq 1 ] || [ $$code -eq 3 ]; then \
+	  echo "report written to reports/index.html; some verdicts are not 'agree' (exit $$code), see the index"; \
+	else exit $$code; fi
 
 # The report is checked in a real browser. Install Debian's headless Chromium where we can
 # (root with apt-get, as on CI); elsewhere the browser test skips and says why.
