@@ -20,6 +20,7 @@ The built-in cases ship as case files in ``comparisons/cases/``, so they double 
     chains = 4
     seed = 20261121
     target_accept = 0.9                          # NUTS only (PyMC, Bambi)
+    nuts_sampler = "nutpie"                      # or "pymc" (PyMC's own NUTS)
 
 Optional keys: ``evidence = ["smc"]`` (also run PyMC's SMC for the evidence),
 ``coef_scale_by_sigma`` (Normal-Inverse-Gamma), ``reference_algorithm``
@@ -41,7 +42,7 @@ from reference.priors import PRIORS, Constant, InverseGamma
 TOP_KEYS = {"name", "description", "data", "formula", "noise", "backends", "priors", "sampler",
             "coef_scale_by_sigma", "reference_algorithm", "unsupported", "evidence"}
 EVIDENCE = ("smc",)
-SAMPLER_KEYS = {"draws", "tune", "chains", "seed", "target_accept"}
+SAMPLER_KEYS = {"draws", "tune", "chains", "seed", "target_accept", "nuts_sampler"}
 BACKENDS = ("reference", "pymc", "bambi")
 ALGORITHMS = ("auto", "closed-form", "gibbs", "hierarchical-gibbs", "mh")
 
@@ -153,7 +154,13 @@ def parse_case(raw: dict, base: Path = Path("."), source: str = "<case>") -> tup
             raise CaseFileError(f"{source}: noise must be {{ sigma = <positive number> }} or "
                                 f"{{ sigma = {{ column = \"name\" }} }}; received {noise!r}.")
     priors = {k: parse_prior(k, v) for k, v in priors_raw.items()}
-    backends = tuple(raw.get("backends", BACKENDS))
+    unsupported = dict(raw.get("unsupported", {}))
+    bad = [b for b in unsupported if b not in BACKENDS]
+    if bad:
+        raise CaseFileError(f"{source}: [unsupported] names unknown backend(s) {bad}; valid: "
+                            f"{list(BACKENDS)}.")
+    # a backend that cannot express the case is left out, and the report gives the reason
+    backends = tuple(b for b in raw.get("backends", BACKENDS) if b not in unsupported)
     bad = [b for b in backends if b not in BACKENDS]
     if bad:
         raise CaseFileError(f"{source}: unknown backend(s) {bad}; valid: {list(BACKENDS)}.")
@@ -167,6 +174,9 @@ def parse_case(raw: dict, base: Path = Path("."), source: str = "<case>") -> tup
         raise CaseFileError(f"{source}: unknown evidence method(s) {bad}; valid: {list(EVIDENCE)}"
                             " (bridge sampling, Laplace and Chib always run).")
     sampler = dict(raw.get("sampler", {}))
+    if sampler.get("nuts_sampler", "nutpie") not in ("nutpie", "pymc"):
+        raise CaseFileError(f"{source}: nuts_sampler must be 'nutpie' or 'pymc'; received "
+                            f"{sampler['nuts_sampler']!r}.")
     bad = sorted(set(sampler) - SAMPLER_KEYS)
     if bad:
         raise CaseFileError(f"{source}: unknown [sampler] key(s) {bad}; valid: "
@@ -181,7 +191,7 @@ def parse_case(raw: dict, base: Path = Path("."), source: str = "<case>") -> tup
                          priors=priors, sigma=sigma, coef_scale_by_sigma=nig,
                          description=str(raw.get("description", "")),
                          reference_algorithm=algo, backends=backends,
-                         unsupported=dict(raw.get("unsupported", {})), evidence=extra)
+                         unsupported=unsupported, evidence=extra)
     except (TypeError, ValueError) as err:
         raise CaseFileError(f"{source}: {err}") from None
     return spec, sampler

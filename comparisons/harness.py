@@ -108,7 +108,8 @@ def fingerprint(spec: ModelSpec) -> dict:
 
 def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1000,
              chains: int = 4, seed: int = 0, target_accept: float | None = None,
-             progress=None, check_models: bool = True, cache=None) -> CaseResult:
+             nuts_sampler: str | None = None, progress=None, check_models: bool = True,
+             cache=None) -> CaseResult:
     """Fit ``spec`` with each backend and compare it with the exact posterior.
 
     First the backends' log densities are compared term by term
@@ -122,7 +123,8 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
     for b in backends:
         _fit(b)  # validate every name before any work
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed,
-                "target_accept": target_accept, "backends": list(backends),
+                "target_accept": target_accept, "nuts_sampler": nuts_sampler,
+                "backends": list(backends), "unsupported": dict(spec.unsupported),
                 "backend_seeds": {b: backend_seed(seed, b) for b in backends}}
     result = CaseResult(spec, settings)
     from models.reference_model import exact_answer
@@ -161,6 +163,8 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
         run = {"draws": draws, "tune": tune, "chains": chains, "seed": settings["backend_seeds"][b]}
         if b != "reference" and target_accept is not None:
             run["target_accept"] = target_accept
+        if b != "reference" and nuts_sampler is not None:
+            run["sampler"] = nuts_sampler
         key = make_key(kind="fit", spec=fingerprint(spec), backend=b, source=("reference", "models"),
                        **run)
         dt = cache.load_fit(key) if cache is not None else None

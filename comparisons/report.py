@@ -284,6 +284,8 @@ def case_html(result: CaseResult, summ: dict) -> str:
 <p>{e(spec.description)}</p>
 <p>Formula <code>{e(spec.formula)}</code>; settings {e(json.dumps(result.settings))};
 wall times {e(times)}.</p>
+{''.join(f"<p>Backend <b>{e(b)}</b> is unsupported for this case: {e(why)}</p>"
+         for b, why in result.settings.get('unsupported', {}).items())}
 <h2>Priors</h2><table><tr><th>parameter</th><th>prior</th></tr>{priors}</table>
 <h2>Equivalence of the three models</h2><p>{_badge('agree' if eq.get('passed') else 'disagree')}
  {eq_txt}</p>

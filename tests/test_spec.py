@@ -199,3 +199,16 @@ def test_shipped_data_equal_the_seed_generators():
         csv = pd.read_csv(BASE / "data" / f"{name}.csv")
         for col, values in gen().items():
             np.testing.assert_array_equal(csv[col].to_numpy(), values)
+
+
+def test_unsupported_backends_and_sampler_choice():
+    raw = _raw(unsupported={"bambi": "needs a custom likelihood"},
+               sampler={"nuts_sampler": "pymc", "draws": 500})
+    spec, sampler = parse_case(raw, base=BASE, source="t.toml")
+    assert spec.backends == ("reference", "pymc")
+    assert spec.unsupported == {"bambi": "needs a custom likelihood"}
+    assert sampler == {"nuts_sampler": "pymc", "draws": 500}
+    with pytest.raises(CaseFileError, match="nuts_sampler must be 'nutpie' or 'pymc'"):
+        parse_case(_raw(sampler={"nuts_sampler": "stan"}), base=BASE, source="t.toml")
+    with pytest.raises(CaseFileError, match=r"\[unsupported\] names unknown backend"):
+        parse_case(_raw(unsupported={"jags": "x"}), base=BASE, source="t.toml")
