@@ -252,12 +252,6 @@ class SliceParams(NamedTuple):
     m2: np.ndarray
 
 
-def _standard_gamma(rng: sampling.ChainRNG, shape) -> np.ndarray:
-    """Gamma(shape, 1) draws, one per chain from that chain's own generator, shape (C,)."""
-    shape = np.broadcast_to(np.asarray(shape, dtype=float), (rng.chains,))
-    return np.array([g.standard_gamma(a) for g, a in zip(rng.generators, shape, strict=True)])
-
-
 # --------------------------------------------------------------------------------------------
 # Full conditionals, one function each
 # --------------------------------------------------------------------------------------------
@@ -357,7 +351,7 @@ def draw_sigma2(rng: sampling.ChainRNG, shape: float, scale, k: float, q) -> np.
 
     drawn as :math:`(b + q/2) / G` with :math:`G \sim \mathrm{Gamma}(\alpha + k/2, 1)`.
     """
-    return (scale + 0.5 * q) / _standard_gamma(rng, shape + 0.5 * k)
+    return (scale + 0.5 * q) / rng.gamma(shape + 0.5 * k)
 
 
 def draw_mixing(rng: sampling.ChainRNG, sigma2: np.ndarray, s: float) -> np.ndarray:

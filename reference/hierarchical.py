@@ -434,16 +434,6 @@ def theta_plan(stats: SufficientStats) -> ThetaPlan:
                      kept_terms=term_of[k[kept_groups]])
 
 
-def _standard_gamma(rng: ChainRNG, shape) -> np.ndarray:
-    """Gamma(shape, 1) draws, one per chain from its own generator, shape (C,).
-
-    (``ChainRNG.gamma`` with its default ``size=()`` builds the shape ``(C, 0)``, so it is not
-    used here.)
-    """
-    shape = np.broadcast_to(np.asarray(shape, dtype=float), (rng.chains,))
-    return np.array([g.standard_gamma(a) for g, a in zip(rng.generators, shape, strict=True)])
-
-
 def draw_variance_inverse_gamma(rng: ChainRNG, prior: priors.InverseGamma, m, ss) -> np.ndarray:
     r"""Conjugate scale update under :math:`s^2 \sim IG(a, b)` (``InverseGamma(on="sigma2")``).
 
@@ -458,7 +448,7 @@ def draw_variance_inverse_gamma(rng: ChainRNG, prior: priors.InverseGamma, m, ss
     """
     shape = prior.alpha + 0.5 * np.asarray(m, dtype=float)
     rate = prior.beta + 0.5 * np.asarray(ss, dtype=float)
-    return np.sqrt(rate / _standard_gamma(rng, shape))
+    return np.sqrt(rate / rng.gamma(shape))
 
 
 def draw_variance_half_cauchy(rng: ChainRNG, prior: priors.HalfCauchy, m, ss, aux) -> np.ndarray:
@@ -476,7 +466,7 @@ def draw_variance_half_cauchy(rng: ChainRNG, prior: priors.HalfCauchy, m, ss, au
     """
     shape = 0.5 * (np.asarray(m, dtype=float) + 1.0)
     rate = 0.5 * np.asarray(ss, dtype=float) + 1.0 / aux
-    return np.sqrt(rate / _standard_gamma(rng, shape))
+    return np.sqrt(rate / rng.gamma(shape))
 
 
 def draw_half_cauchy_aux(rng: ChainRNG, prior: priors.HalfCauchy, scale) -> np.ndarray:
