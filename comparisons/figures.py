@@ -115,9 +115,14 @@ def predictive_variance(result: CaseResult):
     if name is None:
         return None
     d = result.spec.design()
-    x = d.X[:, 1]
+    j = [t.name for t in d.common].index(name)
+    x = d.X[:, j]
     grid = np.linspace(x.min() - 2, max(12.0, x.max() * 5), 200)
-    pred = exact.post.predictive(np.column_stack([np.ones_like(grid), grid]))
+    rows = np.zeros((len(grid), d.X.shape[1]))
+    rows[:, j] = grid
+    if "Intercept" in [t.name for t in d.common]:
+        rows[:, [t.name for t in d.common].index("Intercept")] = 1.0
+    pred = exact.post.predictive(rows)
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.stackplot(grid, pred.noise_var, pred.epistemic_var, labels=["noise", "epistemic"],
                  colors=["#c6dbef", "#fd8d3c"])

@@ -287,8 +287,9 @@ wall times {e(times)}.</p>
 {''.join(f"<p>Backend <b>{e(b)}</b> is unsupported for this case: {e(why)}</p>"
          for b, why in result.settings.get('unsupported', {}).items())}
 <h2>Priors</h2><table><tr><th>parameter</th><th>prior</th></tr>{priors}</table>
-<h2>Equivalence of the three models</h2><p>{_badge('agree' if eq.get('passed') else 'disagree')}
- {eq_txt}</p>
+<h2>Equivalence of the three models</h2><p>{_badge('agree' if eq.get('passed') else 'disagree')
+                                               if eq else ''}
+ {eq_txt if eq else 'not run: no PyMC or Bambi backend in this run'}</p>
 <h2>Exact answer</h2><p>{exact_txt}</p>
 <h2>Marginal densities</h2><img alt="densities" src="data:image/png;base64,{density_plot(result)}">
 <h2>Verdicts</h2>
