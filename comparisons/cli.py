@@ -75,15 +75,57 @@ def parser() -> argparse.ArgumentParser:
 
 
 class _Progress:
-    """Timestamped lines on stderr (works in CI logs as well as terminals)."""
+    """Progress of a multi-case run on stderr.
 
-    def __init__(self, total: int):
+    On a terminal it is a rich progress bar (cases done of total, elapsed time, the current
+    stage); elsewhere (CI logs, pipes) timestamped lines, which stay readable in a log file.
+    ``progress(message)`` reports a stage, ``progress.advance()`` finishes a case and
+    ``progress.close()`` removes the live display. ``bar`` forces one or the other.
+    """
+
+    def __init__(self, total: int, *, bar: bool | None = None, console=None):
         self.total, self.done, self.t0 = total, 0, time.perf_counter()
+        self._bar = None
+        if bar is None:
+            bar = sys.stderr.isatty()
+        if bar:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                                       TextColumn, TimeElapsedColumn)
+
+            self._bar = Progress(SpinnerColumn(), TextColumn("cases"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("{task.description}"),
+                                 console=console or Console(stderr=True), transient=False)
+            self._task = self._bar.add_task("starting", total=total)
+            self._bar.start()
 
     def __call__(self, msg: str) -> None:
+        if self._bar is not None:
+            from rich.markup import escape
+
+            self._bar.update(self._task, description=escape(msg))
+            self._bar.refresh()
+            return
         elapsed = time.perf_counter() - self.t0
         print(f"[{self.done}/{self.total} cases, {elapsed:5.0f} s] {msg}", file=sys.stderr,
               flush=True)
+
+    def advance(self, msg: str | None = None) -> None:
+        """One case finished; ``msg`` (its verdict line) is kept above the bar."""
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done,
+                             description="done" if self.done >= self.total else "")
+            if msg:
+                self._bar.console.print(msg, markup=False, highlight=False)
+        elif msg:
+            self(msg)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
 def _check_writable(out: Path) -> None:
@@ -137,19 +179,24 @@ def main(argv=None) -> int:
     try:
         for n in names:
             summ = api.run(n, out=args.out, progress=progress, **settings)
-            progress.done += 1
             worst = max((abs(c["z"]) for c in summ["comparisons"]), default=float("nan"))
-            progress(f"{summ['case']}: {summ['verdict']} ({len(summ['comparisons'])} checks, "
-                     f"max |z| = {worst:.2f}) -> {args.out / summ['case'] / 'report.html'}")
+            progress.advance(f"{summ['case']}: {summ['verdict']} ({len(summ['comparisons'])} "
+                             f"checks, max |z| = {worst:.2f}) -> "
+                             f"{args.out / summ['case'] / 'report.html'}")
             summaries.append(summ)
+        if args.command == "report":
+            from comparisons.report import write_index
+
+            bf = api.bayes_factor_rows(cache=not args.no_cache, progress=progress)
+            index = write_index(summaries, args.out, bayes_factors=bf)
+            progress.close()
+            print(f"wrote {index}", file=sys.stderr)
     except ModelMismatch as err:
+        progress.close()
         print(f"crosscheck: the backends are not the same model: {err}", file=sys.stderr)
         return EXIT_DISAGREE
-    if args.command == "report":
-        from comparisons.report import write_index
-
-        bf = api.bayes_factor_rows(cache=not args.no_cache, progress=progress)
-        progress(f"wrote {write_index(summaries, args.out, bayes_factors=bf)}")
+    finally:
+        progress.close()
     if getattr(args, "json", False):
         print(json.dumps(summaries[0], indent=1))
     return _exit_code(s["verdict"] for s in summaries)
@@ -174,10 +221,14 @@ def _compare(args) -> int:
 
     try:
         _check_writable(args.out)
-        summ = api.compare_draws(args.draws_file, args.case, out=args.out,
-                                 backends=args.backends or ("pymc",), progress=_Progress(1),
-                                 cache=not args.no_cache, draws=args.draws, tune=args.tune,
-                                 chains=args.chains, seed=args.seed)
+        progress = _Progress(1)
+        try:
+            summ = api.compare_draws(args.draws_file, args.case, out=args.out,
+                                     backends=args.backends or ("pymc",), progress=progress,
+                                     cache=not args.no_cache, draws=args.draws, tune=args.tune,
+                                     chains=args.chains, seed=args.seed)
+        finally:
+            progress.close()
     except ValueError as err:
         print(f"crosscheck: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -130,3 +130,31 @@ def test_list_and_usage(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run"])
     assert exc.value.code == 2
+
+
+def test_progress_is_a_rich_bar_on_a_terminal_and_lines_in_a_log(capsys):
+    """On a terminal the progress is a bar (cases m/n, elapsed, current stage); in a log file or
+    CI it is one timestamped line per stage."""
+    import io
+
+    from rich.console import Console
+
+    from comparisons.cli import _Progress
+
+    buf = io.StringIO()
+    bar = _Progress(3, bar=True, console=Console(file=buf, force_terminal=True, width=120))
+    bar("three-point: fitting pymc [nutpie]")
+    bar.advance("three-point: agree")
+    bar.close()
+    shown = buf.getvalue()
+    assert "cases" in shown and "1/3" in shown and "━" in shown and "[nutpie]" in shown
+    assert "three-point: agree" in shown
+    assert capsys.readouterr().err == ""        # nothing leaks as plain lines
+
+    lines = _Progress(2, bar=False)
+    lines("tutorial: exact answer")
+    lines.advance("tutorial: agree")
+    lines.close()
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("[0/2 cases,") and err[0].endswith("tutorial: exact answer")
+    assert err[1].startswith("[1/2 cases,") and err[1].endswith("tutorial: agree")
