@@ -21,6 +21,8 @@ Methods
   Schilling 2002; Overstall and Forster 2010); error from Fruhwirth-Schnatter (2004).
 * :func:`laplace`: Tierney and Kadane (1986).
 * :func:`chib_linear_gibbs`: Chib (1995) from Gibbs output of the linear model.
+* :func:`chib_hierarchical`: Chib (1995) for the hierarchical Gaussian model, from the output of
+  :func:`reference.hierarchical.hierarchical_gibbs` and reduced runs with scales held fixed.
 * :func:`chib_jeliazkov`: Chib and Jeliazkov (2001) from random-walk Metropolis output.
 * :func:`evidence_curve`: the exact evidence of the Gaussian known-noise model over a grid of
   prior scales and its maximizer (type-II maximum likelihood), from
@@ -93,15 +95,20 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import linalg, optimize, special, stats
 
-from reference._validation import as_design, positive_scalar, spd_matrix
+from reference import priors as P
+from reference._validation import as_design, positive_scalar, spd_matrix, vector
 from reference.conjugate import GaussianKnownNoise
+from reference.design import GroupTerm, sufficient_stats
 from reference.gibbs import BetaPrior, GibbsData, residual_terms
+from reference.hierarchical import _scale_prior, _tau_priors, hierarchical_gibbs, residual_ss
+from reference.quadrature import _build_conditional, _conditional_batch, _scale_map
 
 __all__ = [
     "EvidenceCurve",
     "EvidenceEstimate",
     "batch_means_variance",
     "bridge_sampling",
+    "chib_hierarchical",
     "chib_jeliazkov",
     "chib_linear_gibbs",
     "evidence_curve",
@@ -1032,3 +1039,432 @@ def evidence_curve(X, y, scales, *, noise_var: float, prior_mean=0.0) -> Evidenc
         if -res.fun >= best_val:
             best, best_val = float(np.exp(res.x)), float(-res.fun)
     return EvidenceCurve(tau, curve, best, best_val, at_boundary)
+
+
+# --------------------------------------------------------------------------------------------
+# Chib (1995) for the hierarchical Gaussian model: ordinates of the scales from reduced runs
+# --------------------------------------------------------------------------------------------
+#: the quadrature of a scale's full conditional stops where its log integrand is this far
+#: below the maximum (e^-50 of the peak, far below the 1e-8 accuracy asked of it)
+_SCALE_TAIL = 50.0
+#: stop halving the trapezoid step once log Z changes by less than this (nats)
+_SCALE_RTOL = 1e-11
+#: stretch of the sinh map of the quadrature axis (as in :mod:`reference.quadrature`)
+_SCALE_STRETCH = 3.0
+#: draws per chunk of that quadrature
+_SCALE_CHUNK = 2048
+
+
+def _scale_log_kernel(prior, m: float, ss: np.ndarray, s: np.ndarray) -> np.ndarray:
+    r"""Unnormalized log full conditional of a scale, :math:`\log p(s) - m\log s - S/2s^2`.
+
+    ``ss`` (G, 1) or (G,) and ``s`` broadcast against each other. The prior is the prior's own
+    normalized ``logpdf`` on the sd scale; its constant cancels in the normalized density.
+    """
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        out = prior.logpdf(s) - m * np.log(s) - 0.5 * ss / np.square(s)
+    return np.where(np.isnan(out), -np.inf, out)
+
+
+def _scale_log_normalizer(prior, m: float, ss) -> np.ndarray:
+    r""":math:`\log Z(S) = \log\int_0^\infty p(s)\, s^{-m} e^{-S/2s^2}\, ds` for every S in ``ss``.
+
+    One-dimensional quadrature, vectorized over the G values of S at once:
+
+    1. work on :math:`\eta = \log s` (:math:`\eta = \mathrm{logit}((s - a)/(b - a))` for a
+       ``Uniform(a, b)`` prior, so that the integrand stays smooth at the ends), where the
+       integrand :math:`\exp\ell(\eta)`, :math:`\ell = \log p(s) - m\log s - S/2s^2 +
+       \log|ds/d\eta|`, is smooth, unimodal and decays at both ends;
+    2. locate the mode :math:`\hat\eta` on a coarse grid (step 1/4) around the likelihood's
+       own mode :math:`\tfrac12\log(S/(m-1))`, refine it by damped Newton steps with
+       finite-difference derivatives, and take :math:`s_\eta = (-\ell'')^{-1/2}` there;
+    3. integrate over :math:`z` with :math:`\eta = \hat\eta + s_\eta A\sinh(z/A)`, :math:`A = 3`
+       (unit steps near the mode, exponentially growing ones in the tails, the map of
+       :mod:`reference.quadrature`), by the trapezoid rule on :math:`[-Z, Z]`, where Z is
+       widened until the integrand at both ends is :math:`e^{-50}` of its peak;
+    4. halve the step (reusing the old nodes) until :math:`\log Z` changes by less than
+       1e-11 for every S. The trapezoid rule converges exponentially for a smooth integrand on
+       the line, so the last change bounds the error of the previous grid with a wide margin.
+
+    Returns an array shaped like ``ss``. The draws are processed in chunks of
+    ``_SCALE_CHUNK`` to bound the memory of the (draws, nodes) arrays.
+    """
+    ss = np.asarray(ss, dtype=float)
+    flat = ss.reshape(-1)
+    out = np.empty(flat.shape)
+    for a in range(0, flat.size, _SCALE_CHUNK):
+        out[a:a + _SCALE_CHUNK] = _scale_log_normalizer_chunk(prior, m, flat[a:a + _SCALE_CHUNK])
+    return out.reshape(ss.shape)
+
+
+def _scale_log_normalizer_chunk(prior, m: float, ss: np.ndarray) -> np.ndarray:
+    """:func:`_scale_log_normalizer` for a 1-D array of S values."""
+    S = ss.reshape(-1, 1)
+    axis = _scale_map("scale", prior)  # eta -> s; rejects a Flat prior
+    interval = axis.upper is not None
+
+    def ell(eta):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = _scale_log_kernel(prior, m, S, axis.to_scale(eta)) + axis.log_jacobian(eta)
+        return np.where(np.isnan(out), -np.inf, out)
+
+    # step 2: coarse grid, then damped Newton steps on the mode
+    if interval:
+        coarse = np.broadcast_to(np.arange(-40.0, 40.0001, 0.25), (S.shape[0], 321))
+    else:
+        center = 0.5 * np.log(np.maximum(S, 1e-300) / max(m - 1.0, 1.0))
+        coarse = center + np.arange(-30.0, 40.0001, 0.25)
+    values = ell(coarse)
+    rows = np.arange(S.shape[0])
+    eta = coarse[rows, np.argmax(values, axis=1)][:, None]
+    h = 1e-4
+    for _ in range(30):
+        f0, fp, fm = ell(eta), ell(eta + h), ell(eta - h)
+        d1, d2 = (fp - fm) / (2 * h), (fp - 2 * f0 + fm) / h**2
+        # Newton where the curvature is negative, else a coarse step uphill
+        move = np.where(d2 < 0, -d1 / np.where(d2 < 0, d2, -1.0), 0.25 * np.sign(d1))
+        move = np.clip(np.nan_to_num(move), -1.0, 1.0)
+        for _ in range(20):  # backtrack until the move does not go downhill
+            better = ell(eta + move) >= f0
+            if better.all():
+                break
+            move = np.where(better, move, 0.5 * move)
+        eta = np.where(better, eta + move, eta)
+        if np.max(np.abs(move)) < 1e-7:
+            break
+    f0, fp, fm = ell(eta), ell(eta + h), ell(eta - h)
+    d2 = (fp - 2 * f0 + fm) / h**2
+    sd = np.where(d2 < 0, 1.0 / np.sqrt(np.where(d2 < 0, -d2, 1.0)), 1.0)
+    peak = f0
+
+    def log_integrand(z):  # ell(eta(z)) + log(d eta / dz)
+        t = z / _SCALE_STRETCH
+        return (ell(eta + sd * _SCALE_STRETCH * np.sinh(t))
+                + np.log(sd) + np.abs(t) + np.log1p(np.exp(-2 * np.abs(t))) - np.log(2.0))
+
+    # step 3: widen the box until both ends are negligible
+    Z = 6.0
+    while Z < 18.0:
+        ends = log_integrand(np.array([-Z, Z]))
+        if np.all(ends < peak - _SCALE_TAIL):
+            break
+        Z += 2.0
+    # step 4: trapezoid rule, halving the step until it no longer matters
+    step = 0.5
+    nodes = np.arange(-Z, Z + 0.5 * step, step)
+    log_sum = special.logsumexp(log_integrand(nodes), axis=1)
+    log_z = np.log(step) + log_sum
+    while True:
+        new = nodes[:-1] + 0.5 * step      # the midpoints: the nodes of the halved grid
+        log_sum = np.logaddexp(log_sum, special.logsumexp(log_integrand(new), axis=1))
+        step *= 0.5
+        nodes = np.sort(np.concatenate([nodes, new]))
+        previous, log_z = log_z, np.log(step) + log_sum
+        if np.max(np.abs(log_z - previous)) < _SCALE_RTOL:
+            break
+        if step < 1.0 / 512:  # pragma: no cover - would need a pathological integrand
+            raise RuntimeError("the quadrature of a scale's full conditional did not converge "
+                               f"(change {np.max(np.abs(log_z - previous)):.1e} nats).")
+    return log_z
+
+
+def _scale_conditional_logpdf(prior, m: float, ss, s: float) -> np.ndarray:
+    r"""Normalized :math:`\log p(s \mid m, S)` at the point ``s`` for every S in ``ss``.
+
+    :math:`p(s \mid m, S) \propto p(s)\, s^{-m} \exp(-S / 2s^2)` on the sd scale: the full
+    conditional of a group scale (:math:`m = J_t`, :math:`S = \lVert b_t\rVert^2`) or of the
+    noise sd (:math:`m = n`, :math:`S` the weighted residual sum of squares). Under
+    ``InverseGamma(a, b, on="sigma2")`` it is closed form, :math:`s^2 \sim IG(a + m/2, b + S/2)`,
+    which on the sd scale carries the Jacobian :math:`2s`; otherwise the normalizer comes from
+    :func:`_scale_log_normalizer`.
+    """
+    ss = np.asarray(ss, dtype=float)
+    if isinstance(prior, P.InverseGamma) and prior.on == "sigma2":
+        shape, rate = prior.alpha + 0.5 * m, prior.beta + 0.5 * ss
+        return (shape * np.log(rate) - special.gammaln(shape) - (2 * shape + 1) * np.log(s)
+                - rate / s**2 + np.log(2.0))
+    return _scale_log_kernel(prior, m, ss, s) - _scale_log_normalizer(prior, m, ss)
+
+
+def _posterior_group(posterior):
+    """The ``posterior`` group of a DataTree (or of a mapping of mappings)."""
+    try:
+        group = posterior["posterior"]
+    except (KeyError, TypeError, IndexError):
+        raise ValueError("posterior must be the DataTree of hierarchical_gibbs (or a mapping) "
+                         f"with a 'posterior' group; received {type(posterior).__name__}."
+                         ) from None
+    return group
+
+
+def _posterior_array(group, name: str, ndim: int, what: str) -> np.ndarray:
+    """``group[name]`` as a float array with ``ndim`` axes (chain, draw, ...), checked."""
+    available = sorted(str(k) for k in getattr(group, "data_vars", group))
+    try:
+        a = np.asarray(group[name], dtype=float)
+    except KeyError:
+        raise ValueError(f"the posterior has no {name!r} ({what}); it holds {available}."
+                         ) from None
+    if a.ndim != ndim:
+        axes = "(chain, draw)" if ndim == 2 else "(chain, draw, level)"
+        raise ValueError(f"posterior[{name!r}] must be shaped {axes}; received shape {a.shape}.")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"posterior[{name!r}] contains NaN or inf; every draw must be finite.")
+    return a
+
+
+def _ordinate(log_h: np.ndarray, name: str, run: str) -> dict:
+    r"""Rao-Blackwell ordinate :math:`\log\bar h` from per-draw log values (chain, draw), with
+    its delta-method variance :math:`\mathrm{Var}(h) / (\mathrm{ESS}\,\bar h^2)`."""
+    C, S = log_h.shape
+    log_ord = float(special.logsumexp(log_h) - np.log(C * S))
+    rel = np.exp(log_h - log_ord)  # h / mean(h), mean 1
+    ess = geyer_ess(rel)
+    var = float(rel.var(ddof=1) / ess)
+    return {"scale": name, "run": run, "log_ordinate": log_ord, "se": float(np.sqrt(var)),
+            "var": var, "ess": ess, "draws": C * S}
+
+
+def chib_hierarchical(X, y, groups, *, names, beta_mean, beta_cov, tau_priors, sigma_prior,
+                      weights=None, posterior, reduced_draws: int = 1000, tune: int = 500,
+                      chains: int = 4, seed: int = 0) -> EvidenceEstimate:
+    r"""Log evidence of the hierarchical Gaussian model from Gibbs output (Chib 1995).
+
+    The model is that of :mod:`reference.hierarchical`: :math:`y = X\beta + \sum_t Z_t b_t +
+    \varepsilon`, :math:`\varepsilon_i \sim N(0, \sigma^2/w_i)`, :math:`\beta \sim N(m, V)`,
+    :math:`b_{t,j} \sim N(0, \tau_t^2)` for :math:`j = 1, \dots, J_t`. Its free *scales* are
+    :math:`s = (\tau_1, \dots, \tau_T, \sigma)`, leaving out any scale held fixed (a
+    ``Constant`` prior, or ``sigma_prior=None``, known :math:`\sigma = 1`); the coefficients
+    are :math:`\theta = (\beta, b_1, \dots, b_T)`.
+
+    **Identity** (Chib 1995, eq. 3, with the coefficients integrated out). At any point
+    :math:`s^*`,
+
+    .. math::
+
+        \log p(y) = \log p(y \mid s^*) + \log p(s^*) - \log p(s^* \mid y).
+
+    :math:`p(y \mid s^*)` is exact: given the scales the model is linear and Gaussian, so
+    :math:`y \mid s \sim N(Wm_0,\; \sigma^2\Omega^{-1} + W D_s W^\top)` with
+    :math:`W = [X, Z_1, \dots]`, :math:`m_0 = (m, 0)`, :math:`D_s = \mathrm{blockdiag}(V,
+    \tau_1^2 I, \dots)`, computed from one Cholesky factorization of the standardized
+    precision (the function the quadrature of :mod:`reference.quadrature` integrates). This is
+    Chib's full identity at :math:`(\theta^*, s^*)` with the Gaussian block
+    :math:`p(\theta^* \mid s^*, y)` evaluated exactly and cancelled analytically. :math:`p(s^*)`
+    is the product of the scales' normalized priors.
+
+    **The ordinate** (Chib 1995, section 2.2) is factored one scale at a time,
+
+    .. math::
+
+        p(s^* \mid y) = p(\tau_1^* \mid y)\, p(\tau_2^* \mid \tau_1^*, y) \cdots
+        p(\sigma^* \mid \tau^*, y),
+
+    and each factor is Rao-Blackwellized over the full conditional of its scale, which given
+    :math:`\theta` depends on :math:`\theta` alone, on the sd scale (the same scale as the
+    prior's ``logpdf``):
+
+    .. math::
+
+        p(\tau_k \mid \theta, y) = \frac{p(\tau_k)\, \tau_k^{-J_k}\,
+        e^{-\lVert b_k\rVert^2 / 2\tau_k^2}}{Z(J_k, \lVert b_k\rVert^2)}, \qquad
+        p(\sigma \mid \theta, y) = \frac{p(\sigma)\, \sigma^{-n}\, e^{-S_w(\theta)/2\sigma^2}}
+        {Z(n, S_w(\theta))},
+
+    with :math:`S_w(\theta) = (y - W\theta)^\top\Omega(y - W\theta)`
+    (:func:`reference.hierarchical.residual_ss`) and
+    :math:`Z(m, S) = \int_0^\infty p(s)\, s^{-m} e^{-S/2s^2} ds`: closed form under
+    ``InverseGamma(on="sigma2")`` (the variance is inverse-gamma), by one-dimensional quadrature
+    in :math:`\log s` otherwise (:func:`_scale_log_normalizer`; accurate to about 1e-10
+    relative, vectorized over all draws, since the integrand depends on a draw only through
+    :math:`S`). Then
+
+    .. math::
+
+        \hat p(\tau_k^* \mid \tau_{<k}^*, y) = \frac1G \sum_{g=1}^G
+        p(\tau_k^* \mid \theta^{(g)}, y),
+
+    where the first factor averages over the main run (``posterior``) and factor k > 1 over a
+    *reduced run*: :func:`reference.hierarchical.hierarchical_gibbs` with the priors of
+    :math:`\tau_1, \dots, \tau_{k-1}` replaced by ``Constant`` at their starred values, whose
+    draws come from :math:`p(\theta, \tau_{\ge k}, \sigma \mid \tau_{<k}^*, y)`. The last factor,
+    :math:`p(\sigma^* \mid \tau^*, y)`, averages over a run with every group scale fixed. A
+    model with K free scales needs K - 1 reduced runs. The identity holds at any
+    :math:`s^*`; the estimate is most precise at a point of high posterior density, and
+    :math:`s^*` is the posterior median of each scale in the main run.
+
+    **Standard error** (Chib 1995, section 3, with Geyer's ESS in place of the Newey-West
+    window). Within each run only the Rao-Blackwell average is random; with :math:`h_g` its
+    terms and :math:`\mathrm{ESS}` from :func:`geyer_ess` (per chain, summed), the delta method
+    gives :math:`\mathrm{Var}(\log\hat p_k) = \mathrm{Var}(h)/(\mathrm{ESS}\,\bar h^2)`. The runs
+    use independent random streams, so the variances add:
+    :math:`\mathrm{se}^2 = \sum_k \mathrm{Var}(\log\hat p_k)`. (The dependence of
+    :math:`s^*` on the main run is ignored, as usual.) With no free scale the identity is
+    exact and ``se = 0``.
+
+    Parameters
+    ----------
+    X, y, groups, names, beta_mean, beta_cov, tau_priors, sigma_prior, weights
+        The model, exactly as given to :func:`reference.hierarchical.hierarchical_gibbs`
+        (``beta_cov`` must be proper; a ``Flat`` prior on a free scale is rejected: the evidence
+        is undefined).
+    posterior : DataTree or mapping
+        The main run: anything with a ``["posterior"]`` group holding, per free group scale,
+        ``<term>_sigma`` (chain, draw) and the effects ``<term>`` (chain, draw, J); ``sigma``
+        when it is free; and, when :math:`\sigma` is the only free scale, every coefficient.
+    reduced_draws, tune, chains : int
+        Draws kept per chain, warmup sweeps and chains of every reduced run.
+    seed : int
+        Seed of the reduced runs (run k gets its own stream derived from ``seed`` and k).
+
+    Returns
+    -------
+    EvidenceEstimate
+        ``method="chib"``; ``details``: ``point`` (name -> :math:`s^*`), ``log_likelihood``
+        (:math:`\log p(y \mid s^*)`), ``log_prior`` (:math:`\log p(s^*)`),
+        ``log_posterior_ordinate``, ``ordinates`` (one dict per scale: ``scale``, ``run``,
+        ``log_ordinate``, ``se``, ``var``, ``ess``, ``draws``) and ``reduced_runs``.
+
+    References
+    ----------
+    Chib, S. (1995). Marginal likelihood from the Gibbs output. *JASA* 90(432), 1313-1321.
+
+    Examples
+    --------
+    >>> from reference import datasets, priors
+    >>> from reference.hierarchical import group_term, hierarchical_gibbs
+    >>> d = datasets.hierarchical_synthetic()
+    >>> model = dict(names=["Intercept", "x"], beta_mean=0.0, beta_cov=100.0,
+    ...              tau_priors={"1|g": priors.HalfNormal(1.0)},
+    ...              sigma_prior=priors.HalfNormal(1.0))
+    >>> X = np.column_stack([np.ones_like(d["x"]), d["x"]])
+    >>> groups = [group_term("1|g", None, d["g"])]
+    >>> dt = hierarchical_gibbs(X, d["y"], groups, draws=500, tune=200, chains=2, **model)
+    >>> est = chib_hierarchical(X, d["y"], groups, posterior=dt, reduced_draws=500, tune=200,
+    ...                         chains=2, **model)
+    >>> [o["scale"] for o in est.details["ordinates"]]
+    ['1|g_sigma', 'sigma']
+    >>> from reference.quadrature import ScaleQuadrature
+    >>> exact = ScaleQuadrature(X, d["y"], groups, **model).log_evidence()
+    >>> bool(abs(est.log_evidence - exact) < 3.5 * est.se)
+    True
+    """
+    # --- the model, validated as the sampler validates it -------------------------------------
+    X, y = as_design(X, y)
+    n, p = X.shape
+    if isinstance(names, str) or len(list(names)) != p:
+        raise ValueError(f"names must hold {p} strings, one per column of X; received {names!r}.")
+    names = [str(k) for k in names]
+    terms = tuple(groups)
+    if not terms:
+        raise ValueError("groups is empty: chib_hierarchical needs at least one group term "
+                         "(use chib_linear_gibbs for a model without group effects).")
+    for g in terms:
+        if not isinstance(g, GroupTerm):
+            raise TypeError(f"groups must hold GroupTerm objects; received {type(g).__name__}.")
+    if beta_cov is None:
+        raise ValueError("beta_cov is None (a flat prior): the evidence is undefined under an "
+                         "improper prior; give a proper prior covariance.")
+    m0 = vector("beta_mean", beta_mean, p)
+    V0 = spd_matrix("beta_cov", beta_cov, p)
+    taus = _tau_priors(tau_priors, terms)
+    if sigma_prior is None:
+        sig_prior, sig_value = None, 1.0
+    else:
+        sig_prior = _scale_prior("sigma", sigma_prior)
+        if isinstance(sig_prior, P.Constant):
+            sig_prior, sig_value = None, float(sig_prior.value)
+        else:
+            sig_value = None
+    for name, pr in [(f"{g.name}_sigma", t) for g, t in zip(terms, taus, strict=True)] + \
+            [("sigma", sig_prior)]:
+        if pr is not None and isinstance(pr, P.Flat):
+            raise ValueError(f"the prior of {name!r} is Flat (improper): the evidence is "
+                             "undefined; give a proper prior (HalfNormal, HalfCauchy, ...).")
+    for label, value, lo in [("reduced_draws", reduced_draws, MIN_PER_CHAIN), ("tune", tune, 0),
+                             ("chains", chains, 1)]:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo:
+            raise ValueError(f"{label} must be an integer >= {lo}; received {value!r}.")
+    if chains * reduced_draws < MIN_DRAWS:
+        raise ValueError(f"reduced runs of {chains} chain(s) x {reduced_draws} draws are too "
+                         f"short; at least {MIN_DRAWS} draws in total are needed.")
+    _rng(seed)  # validates the seed
+    stats = sufficient_stats(X, y, terms, weights)
+
+    # the free scales, in the order of the factorization: group scales, then sigma
+    free = [(t, f"{g.name}_sigma") for t, (g, pr) in enumerate(zip(terms, taus, strict=True))
+            if not isinstance(pr, P.Constant)]
+    if sig_prior is not None:
+        free.append((None, "sigma"))
+
+    # --- the main run: the point s* and the draws of the first ordinate -----------------------
+    group = _posterior_group(posterior)
+    point = {}
+    for t, name in free:
+        draws = _posterior_array(group, name, 2, "a free scale")
+        if draws.shape[0] * draws.shape[1] < MIN_DRAWS or draws.shape[1] < MIN_PER_CHAIN:
+            raise ValueError(f"too few draws of {name!r}: {draws.shape[0]} chain(s) x "
+                             f"{draws.shape[1]}; at least {MIN_DRAWS} in total and "
+                             f"{MIN_PER_CHAIN} per chain are needed.")
+        if np.any(draws <= 0):
+            raise ValueError(f"posterior[{name!r}] has values <= 0; a scale must be positive.")
+        point[name] = float(np.median(draws))
+
+    # least-squares expansion point of the weighted residual sum of squares (for sigma)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    theta_hat = linalg.lstsq(stats.WtW, stats.Wty, cond=None)[0]
+    fitted = X @ theta_hat[:p]
+    for t, g in enumerate(terms):
+        fitted += g.matrix() @ theta_hat[stats.blocks[t + 1]]
+    ss_min = float(np.sum(w * np.square(y - fitted)))
+
+    def log_h(source, t, name) -> np.ndarray:
+        """Per-draw log full-conditional density of scale ``name`` at its starred value."""
+        if t is not None:  # tau_t | b_t
+            b = _posterior_array(source, terms[t].name, 3, "group effects")
+            if b.shape[2] != terms[t].n_levels:
+                raise ValueError(f"posterior[{terms[t].name!r}] has {b.shape[2]} levels but the "
+                                 f"group term has {terms[t].n_levels}.")
+            ss = np.sum(np.square(b), axis=2)
+            return _scale_conditional_logpdf(taus[t], terms[t].n_levels, ss, point[name])
+        # sigma | theta
+        parts = [_posterior_array(source, k, 2, "a coefficient")[..., None] for k in names]
+        parts += [_posterior_array(source, g.name, 3, "group effects") for g in terms]
+        theta = np.concatenate(parts, axis=2)
+        C, S, D = theta.shape
+        ss = residual_ss(stats, theta_hat, ss_min, theta.reshape(-1, D)).reshape(C, S)
+        return _scale_conditional_logpdf(sig_prior, n, ss, point[name])
+
+    # --- the ordinates: the first from the main run, the others from reduced runs -------------
+    ordinates = []
+    fixed = dict(zip([g.name for g in terms], taus, strict=True))
+    for k, (t, name) in enumerate(free):
+        if k == 0:
+            source, run = group, "main"
+        else:
+            t_prev, name_prev = free[k - 1]
+            fixed[terms[t_prev].name] = P.Constant(point[name_prev])  # tau_{<k} at s*
+            run_seed = int(np.random.SeedSequence([int(seed), _SEED_TAG, k]).generate_state(1)[0])
+            dt = hierarchical_gibbs(X, y, terms, names=names, beta_mean=m0, beta_cov=V0,
+                                    tau_priors=dict(fixed), sigma_prior=sigma_prior,
+                                    weights=weights, draws=reduced_draws, tune=tune,
+                                    chains=chains, seed=run_seed)
+            held = ", ".join(held_name for _, held_name in free[:k])
+            source, run = dt["posterior"], f"reduced ({held} fixed)"
+        ordinates.append(_ordinate(log_h(source, t, name), name, run))
+
+    # --- log p(y | s*) (theta integrated out) and log p(s*) -----------------------------------
+    tau_star = np.array([[point[f"{g.name}_sigma"] if not isinstance(pr, P.Constant)
+                          else float(pr.value) for g, pr in zip(terms, taus, strict=True)]])
+    sigma_star = np.array([point["sigma"] if sig_prior is not None else sig_value])
+    cond = _build_conditional(X, y, terms, weights, m0, V0, blocks=False)
+    log_lik = float(_conditional_batch(cond, tau_star, sigma_star, moments=False)[0])
+    prior_of = {f"{g.name}_sigma": pr for g, pr in zip(terms, taus, strict=True)}
+    prior_of["sigma"] = sig_prior
+    log_prior = float(sum(prior_of[name].logpdf(point[name]) for _, name in free))
+    log_ord = float(sum(o["log_ordinate"] for o in ordinates))
+    se = float(np.sqrt(sum(o["var"] for o in ordinates)))
+    details = {"point": point, "log_likelihood": log_lik, "log_prior": log_prior,
+               "log_posterior_ordinate": log_ord, "ordinates": ordinates,
+               "reduced_runs": max(len(free) - 1, 0)}
+    return EvidenceEstimate("chib", log_lik + log_prior - log_ord, se, details)
