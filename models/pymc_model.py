@@ -98,6 +98,82 @@ def build_pymc_model(spec: ModelSpec):
     return ns["model"]
 
 
+def marginalizable(spec: ModelSpec) -> str | None:
+    """Why the group effects of ``spec`` cannot be integrated out in closed form, or None.
+
+    :func:`marginal_pymc_code` handles one varying-intercept term ``(1|g)`` with Gaussian noise
+    (an unknown sigma, a known sigma, or known per-row sds).
+    """
+    d = spec.design()
+    if len(d.groups) != 1 or d.groups[0].expr != "1":
+        return ("the closed-form marginal is written for exactly one varying-intercept term "
+                f"(1|g); this model has {[g.name for g in d.groups] or 'none'}")
+    if isinstance(spec.sigma, InverseGamma) and spec.sigma.on == "sigma2":
+        return "an inverse-gamma prior on sigma^2 is not supported by the marginal model"
+    return None
+
+
+def marginal_pymc_code(spec: ModelSpec) -> str:
+    r"""PyMC source of ``spec`` with its varying intercepts integrated out analytically.
+
+    With :math:`b_j \sim N(0, \tau^2)` for the rows :math:`i \in j` of group j and noise
+    precisions :math:`w_i = 1/\sigma_i^2`, the rows of a group are jointly
+    :math:`N(\mu_j, D_j + \tau^2 \mathbf{1}\mathbf{1}^\top)`, :math:`D_j = \mathrm{diag}(1/w_i)`.
+    With :math:`A_j = \sum_{i\in j} w_i`, :math:`B_j = \sum_{i\in j} w_i r_i` and residuals
+    :math:`r = y - X\beta`, the matrix determinant lemma and Sherman-Morrison give
+
+    .. math::
+
+        \log p(y \mid \beta, \tau, \sigma) = -\tfrac12 \Big[ n \log 2\pi
+        - \sum_i \log w_i + \sum_j \log(1 + \tau^2 A_j)
+        + \sum_i w_i r_i^2 - \sum_j \frac{\tau^2 B_j^2}{1 + \tau^2 A_j} \Big].
+
+    The evidence is unchanged (the integral over b is done exactly), but a sampler or SMC sees
+    only the common coefficients and the scales: 5 parameters instead of 90 for radon.
+    """
+    why = marginalizable(spec)
+    if why is not None:
+        raise ValueError(f"cannot integrate the group effects of {spec.name!r} out: {why}.")
+    full = ["import numpy as np", *pymc_code(spec).splitlines()]
+    d = spec.design()
+    g = d.groups[0]
+    out = []
+    for line in full:
+        s = line.strip()
+        if s.startswith("# " + g.name + ":") or "_offset = pm.Normal" in s or \
+                s.startswith(f"{identifier(g.name, set())} = pm.Deterministic"):
+            continue
+        if s.startswith("mu = "):
+            line = line.replace(f" + {identifier(g.name, set())}[codes[\"{g.name}\"]]", "")
+            line = line.replace(f"mu = {identifier(g.name, set())}[codes[\"{g.name}\"]]",
+                                "mu = pt.zeros(len(y))")
+        if s.startswith("pm.Normal(") and "observed=y" in s:
+            ind = line[:len(line) - len(line.lstrip())]
+            tau = identifier(g.name, set()) + "_sigma"
+            line = "\n".join(ind + t for t in [
+                f"# {g.name} integrated out: the rows of each level of {g.group} are jointly",
+                "# N(mu_j, D_j + tau^2 11'); determinant lemma and Sherman-Morrison per level",
+                "w = pt.ones(len(y)) / sigma**2            # noise precision per row",
+                "r = y - mu",
+                f'A = pt.dot(G["{g.name}"].T, w)            # sum of w in each level',
+                f'B = pt.dot(G["{g.name}"].T, w * r)        # sum of w r in each level',
+                f"tau2 = {tau}**2",
+                "logdet = -pt.sum(pt.log(w)) + pt.sum(pt.log1p(tau2 * A))",
+                "quad = pt.sum(w * r**2) - pt.sum(tau2 * B**2 / (1 + tau2 * A))",
+                f'pm.Potential("{d.response}", -0.5 * (len(y) * np.log(2 * np.pi) + logdet + quad))'])
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def build_marginal_pymc_model(spec: ModelSpec):
+    """Execute :func:`marginal_pymc_code` and return the ``pm.Model``."""
+    ns = namespace(spec)
+    d = spec.design()
+    ns["G"] = {g.name: np.eye(len(g.levels))[g.codes] for g in d.groups}
+    exec(compile(marginal_pymc_code(spec), f"<marginal pymc model {spec.name}>", "exec"), ns)  # noqa: S102
+    return ns["model"]
+
+
 def fit_pymc(spec: ModelSpec, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
              seed: int = 0, sampler: str = "nutpie", progressbar: bool = False, model=None,
              target_accept: float = 0.8):
