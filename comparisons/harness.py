@@ -14,6 +14,7 @@ procedure at a 1% family-wise level per case, an equivalence margin of 0.05 post
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 import zlib
@@ -193,7 +194,9 @@ def case_evidence(spec: ModelSpec, result: CaseResult, cache=None) -> list[dict]
     smc = None
     if "smc" in spec.evidence and "pymc" in result.posteriors:
         run = {"draws": 2000, "chains": 4, "seed": result.settings["backend_seeds"]["pymc"]}
-        key = make_key(kind="smc", spec=fingerprint(spec), source=("reference", "models"), **run)
+        # keyed on the model code and on the estimator's own source (not all of comparisons/)
+        key = make_key(kind="smc", spec=fingerprint(spec), source=("reference", "models"),
+                       estimator=inspect.getsource(smc_estimate), **run)
         entry = cache.get("smc", key) if cache is not None else None
         if entry is not None:
             smc = json.loads((entry / "smc.json").read_text())
