@@ -55,7 +55,7 @@ def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=N
         from comparisons.report import summary
 
         return summary(result)
-    summ = write_case(result, Path(out))
+    summ = write_case(result, Path(out), cache=store)
     folder = Path(out) / spec.name
 
     def fill(tmp: Path):
@@ -210,7 +210,7 @@ def compare_draws(draws_file: str | Path, case: str, *, out: str | Path | None =
         from dataclasses import replace
 
         result.spec = replace(spec, name=f"{spec.name}-user-draws")
-        summ = write_case(result, Path(out))
+        summ = write_case(result, Path(out), cache=store)
     else:
         from comparisons.report import summary
 

@@ -6,9 +6,7 @@ interrupted run never leaves a half-written report behind.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import os
 import platform
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from comparisons import figures
+from comparisons import plots
 from comparisons.agreement import QUANTITIES
 from comparisons.harness import CaseResult
 
@@ -31,12 +29,6 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
-COLORS = {"reference": "#4c72b0", "pymc": "#dd8452", "bambi": "#55a868", "exact": "black",
-          "user": "#8172b3"}
-
-
-def _color(backend: str) -> str:
-    return COLORS.get(backend, "#937860")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,88 +128,6 @@ def _exact(m, q):
     return exact_value(m, q)
 
 
-# ---------------------------------------------------------------------------------------------
-# plots
-# ---------------------------------------------------------------------------------------------
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def density_plot(result: CaseResult) -> str:
-    """Marginal posterior densities of every parameter, each backend over the exact density."""
-    import matplotlib.pyplot as plt
-    from scipy import stats
-
-    names = [n for n in result.spec.parameters if n not in result.spec.dims()]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
-    for ax, n in zip(axes[0], names, strict=True):
-        m = result.exact.marginal(n) if result.exact is not None else None
-        if m is not None:
-            lo, hi = m.ppf(0.001), m.ppf(0.999)
-        else:
-            allx = np.concatenate([np.ravel(dt["posterior"][n].values)
-                                   for dt in result.posteriors.values()])
-            lo, hi = np.quantile(allx, [0.001, 0.999])
-        grid = np.linspace(lo, hi, 300)
-        for b, dt in result.posteriors.items():
-            x = np.asarray(dt["posterior"][n].values).ravel()
-            ax.plot(grid, stats.gaussian_kde(x)(grid), color=_color(b), lw=1.6, label=b)
-        if m is not None:
-            ax.plot(grid, m.pdf(grid), color="black", ls="--", lw=1.2, label="exact")
-        ax.set_title(n)
-        ax.set_yticks([])
-    axes[0][0].legend(frameon=False, fontsize=8)
-    fig.suptitle("Marginal posterior densities (dashed: exact)", y=1.02)
-    return _png(fig)
-
-
-def z_plot(result: CaseResult) -> str:
-    """Every check's z-score with the agreement band."""
-    import matplotlib.pyplot as plt
-
-    rows = _collapsed(result.checks)
-    fig, ax = plt.subplots(figsize=(8, 0.22 * len(rows) + 1))
-    ys = np.arange(len(rows))
-    zs = [r["z"] for r in rows]
-    cols = [_color(r["backend"]) for r in rows]
-    t = min(r["tolerance"] for r in rows)
-    ax.axvspan(-t, t, color="#e8f3e8")
-    ax.scatter(zs, ys, c=cols, s=14)
-    ax.set_yticks(ys, [f'{r["backend"]} vs {r.get("other", "exact")}: {r["parameter"]} '
-                       f'{r["quantity"]}' for r in rows], fontsize=7)
-    ax.set_xlabel("z = difference / combined MCSE (shaded: the smallest Holm threshold)")
-    ax.invert_yaxis()
-    return _png(fig)
-
-
-def evidence_plot(result: CaseResult) -> str | None:
-    """Log evidence estimates with +-2 SE error bars; the exact value as a line."""
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in result.evidence if r["log_evidence"] is not None and r["method"] != "exact"]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
-    ys = np.arange(len(rows))
-    for y, r in zip(ys, rows, strict=True):
-        err = 2 * r["se"] if r["se"] else 0.0
-        ax.errorbar(r["log_evidence"], y, xerr=err, fmt="o", color=_color(r["backend"]))
-    exact = next((r for r in result.evidence if r["method"] == "exact"
-                  and r["log_evidence"] is not None), None)
-    if exact is not None:
-        ax.axvline(exact["log_evidence"], color="black", ls="--", lw=1, label="exact")
-        ax.legend(frameon=False, fontsize=8)
-    ax.set_yticks(ys, [f'{r["method"]} ({r["backend"]})' for r in rows], fontsize=8)
-    ax.set_xlabel("log evidence (bars: +-2 SE)")
-    ax.invert_yaxis()
-    return _png(fig)
-
-
 def _collapsed(checks: list[dict]) -> list[dict]:
     """One row per backend, parameter (group levels pooled) and quantity: the largest |z|."""
     best: dict = {}
@@ -251,7 +161,11 @@ def _page(title: str, body: str) -> str:
             f"</title><style>{CSS}</style></head><body>{body}</body></html>")
 
 
-def case_html(result: CaseResult, summ: dict) -> str:
+def case_html(result: CaseResult, summ: dict, cache=None) -> str:
+    """The self-contained HTML page of one case (every figure an embedded PNG).
+
+    ``cache`` (a :class:`comparisons.cache.Cache`) keeps the prior-sensitivity refits.
+    """
     from models.bambi_model import bambi_code
     from models.pymc_model import pymc_code
     from models.reference_model import describe
@@ -291,26 +205,25 @@ wall times {e(times)}.</p>
                                                if eq else ''}
  {eq_txt if eq else 'not run: no PyMC or Bambi backend in this run'}</p>
 <h2>Exact answer</h2><p>{exact_txt}</p>
-<h2>Marginal densities</h2><img alt="densities" src="data:image/png;base64,{density_plot(result)}">
+<h2>Marginal densities</h2>{_figure(plots.density_plot, "densities", result)}
 <h2>Verdicts</h2>
 <p>{len(result.checks)} checks: each backend against the exact answer and against every other
 backend, z = difference / combined MCSE (arviz). A check disagrees when Holm's procedure rejects
 it at a 1% family-wise level <em>and</em> the difference exceeds 0.05 posterior sd; it is
 inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, divergences).</p>
-<img alt="z-scores" src="data:image/png;base64,{z_plot(result)}">
+{_figure(plots.z_plot, "z-scores", _collapsed(result.checks))}
 <table><tr><th>comparison</th><th>parameter</th><th>quantity</th><th>estimate</th><th>target</th>
 <th>MCSE</th><th>z</th><th>verdict</th></tr>{rows}</table>
-<h2>Intervals across backends</h2>{_figure(figures.forest, result)}
-<h2>Posterior predictive</h2>{_figure(figures.regression_lines, result)}
-{_figure(figures.predictive_variance, result)}
-{_figure(figures.ppc, result)}
-{_figure(figures.shrinkage, result)}
-{_sensitivity_html(result)}
-<h2>Chains</h2>{''.join(_figure(f, result, b) for b in result.posteriors if b != 'reference'
-                        or result.posteriors[b]['posterior'].attrs.get('algorithm') != 'closed-form'
-                        for f in (figures.trace_rank, figures.rank, figures.autocorr))}
+<h2>Intervals across backends</h2>{_figure(plots.forest_plot, "forest", result)}
+<h2>Chains</h2>{_chains_html(result)}
+<h2>Posterior predictive</h2>
+{_figure(plots.regression_lines_plot, "regression lines", result)}
+{_figure(plots.predictive_variance_plot, "predictive variance", result)}
+{_figure(plots.ppc_plot, "ppc", result, result.settings.get("seed", 0))}
+{_figure(plots.shrinkage_plot, "shrinkage", result)}
+{_sensitivity_html(result, cache)}
 <h2>Evidence</h2>{_evidence_html(result)}
-{_figure(figures.evidence_curve, result)}
+{_figure(plots.evidence_curve_plot, "evidence curve", result)}
 <h2>The model, three ways</h2>
 <h3>Reference</h3><pre>{e(describe(spec))}</pre>
 <h3>PyMC</h3><pre>{e(pymc_code(spec))}</pre>
@@ -319,30 +232,43 @@ inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, di
 """)
 
 
-def _figure(fn, *args) -> str:
-    """A figure as an <img>, or a note saying why it is missing; never a lost report."""
+def _figure(fn, alt: str, *args) -> str:
+    """A figure as an <img> with its title, or a note saying why it is missing; never a lost
+    report. Nothing when the figure does not apply to the case (``fn`` returned None)."""
     try:
         fig = fn(*args)
+        png = None if fig is None else plots.png_base64(fig)
     except Exception as err:  # a broken figure must not take the whole report down
-        return f"<p><em>{html.escape(fn.__name__)} failed: {html.escape(str(err))}</em></p>"
-    if fig is None:
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+        return f"<p><em>{html.escape(alt)} failed: {html.escape(str(err))}</em></p>"
+    if png is None:
         return ""
-    extra = [a for a in args[1:] if isinstance(a, str)]
-    label = fn.__name__.replace("_", " ") + (f" ({extra[0]})" if extra else "")
-    return f'<h3>{html.escape(label)}</h3><img alt="{html.escape(label)}" ' \
-           f'src="data:image/png;base64,{_png(fig)}">'
+    return (f'<h3>{html.escape(alt)}</h3><img alt="{html.escape(alt)}" '
+            f'src="data:image/png;base64,{png}">')
 
 
-def _sensitivity_html(result: CaseResult) -> str:
-    if not result.spec.design().groups or "reference" not in result.posteriors:
+def _chains_html(result: CaseResult) -> str:
+    out = (_figure(plots.trace_rank_plots, "trace and rank", result)
+           + _figure(plots.autocorr_plot, "autocorrelation", result))
+    return out or "<p>Every backend drew independent samples (closed form): no chains.</p>"
+
+
+def _sensitivity_html(result: CaseResult, cache=None) -> str:
+    """Reference refits with every prior scale halved and doubled, beside the original."""
+    if "reference" not in result.posteriors:
         return ""
     s = result.settings
+    seed = s.get("backend_seeds", {}).get("reference", s["seed"])
     try:
-        refits = figures.sensitivity_refits(result.spec, draws=s["draws"], chains=s["chains"],
-                                            seed=s["seed"])
+        refits = plots.sensitivity_refits(result.spec, draws=s["draws"], tune=s.get("tune"),
+                                          chains=s["chains"], seed=seed, cache=cache)
     except Exception as err:
         return f"<p><em>prior sensitivity failed: {html.escape(str(err))}</em></p>"
-    return "<h2>Prior sensitivity</h2>" + _figure(figures.sensitivity, result, refits)
+    return ("<h2>Prior sensitivity</h2><p>The reference posterior refitted with the scale of "
+            "every prior (coefficients, group sds, sigma) halved and doubled.</p>"
+            + _figure(plots.prior_sensitivity_plot, "prior sensitivity", result, refits))
 
 
 def _evidence_html(result: CaseResult) -> str:
@@ -359,20 +285,22 @@ def _evidence_html(result: CaseResult) -> str:
         rows += (f"<tr><td style='text-align:left'>{e(r['method'])}</td><td>{e(r['backend'])}"
                  f"</td><td>{val}</td><td>{se}</td><td>{badge}</td>"
                  f"<td style='text-align:left'>{e(r['note'])}</td></tr>")
-    png = evidence_plot(result)
-    img = f'<img alt="evidence" src="data:image/png;base64,{png}">' if png else ""
+    img = _figure(plots.evidence_plot, "evidence", result.evidence)
     return (f"<p>Each estimate agrees when it lies within 3 of its standard errors plus 0.05 "
             f"nats of the exact value; Laplace is a baseline and is not judged.</p>{img}"
             f"<table><tr><th>method</th><th>backend</th><th>log evidence</th><th>SE</th>"
             f"<th>verdict</th><th>note</th></tr>{rows}</table>")
 
 
-def write_case(result: CaseResult, out: Path) -> dict:
-    """Write ``out/<case>/summary.json`` and ``out/<case>/report.html``; return the summary."""
+def write_case(result: CaseResult, out: Path, *, cache=None) -> dict:
+    """Write ``out/<case>/summary.json``, ``report.html`` and ``report.md``; return the summary.
+
+    ``cache`` (a :class:`comparisons.cache.Cache`) keeps the prior-sensitivity refits.
+    """
     summ = summary(result)
     folder = Path(out) / result.spec.name
     atomic_write(folder / "summary.json", json.dumps(summ, indent=1, default=_json_default))
-    atomic_write(folder / "report.html", case_html(result, summ))
+    atomic_write(folder / "report.html", case_html(result, summ, cache=cache))
     atomic_write(folder / "report.md", case_markdown(summ))
     return summ
 
