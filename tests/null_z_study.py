@@ -1,7 +1,8 @@
 """Null study of the verdict rule: how the z of every check is distributed under correct samplers.
 
-``python tests/null_z_study.py RUNS [SCENARIO ...]`` runs each correct scenario of
-:mod:`calibration` RUNS times and prints, per scenario, the verdict counts, the runs that did not
+``python tests/null_z_study.py RUNS [--offset K] [SCENARIO ...]`` runs each correct scenario of
+:mod:`calibration` RUNS times (seeds ``SEED0 + K + i``; pass an offset to use seeds that no
+earlier study saw) and prints, per scenario, the verdict counts, the runs that did not
 agree (with their worst checks), and per quantity the root-mean-square z and the fractions
 beyond 2 and 3 (a standard normal gives 4.55% and 0.27%). It shows where false alarms come from
 when the rate exceeds the budget: tails of z heavier than the normal's mean MCSEs that are
@@ -23,14 +24,14 @@ from comparisons.verdicts import overall  # noqa: E402
 from models.reference_model import exact_answer  # noqa: E402
 
 
-def main(runs: int, names: list[str]) -> None:
+def main(runs: int, names: list[str], offset: int = 0) -> None:
     for name in names or list(C.CORRECT):
         spec, fit = C.CORRECT[name]()
         exact = exact_answer(spec)
         zs, verd, bad, t = {}, {"agree": 0, "disagree": 0, "inconclusive": 0}, [], time.time()
         for k in range(runs):
             with np.errstate(all="ignore"):
-                dt = fit(C.SEED0 + k)
+                dt = fit(C.SEED0 + offset + k)
             checks = compare(spec, {"under-test": dt}, exact)
             v = overall(checks)
             verd[v] += 1
@@ -49,4 +50,8 @@ def main(runs: int, names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2:])
+    args = sys.argv[2:]
+    offset = 0
+    if args[:1] == ["--offset"]:
+        offset, args = int(args[1]), args[2:]
+    main(int(sys.argv[1]), args, offset)
