@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["QUANTITIES", "Check", "check_against_exact", "check_correlation"]
+__all__ = ["QUANTITIES", "Check", "check_against_exact", "check_correlation",
+           "quantile_z_between"]
 
 #: The quantities compared for every scalar parameter, with their arviz MCSE method.
 QUANTITIES = {"mean": ("mean", None), "sd": ("sd", None), "q05": ("quantile", 0.05),
@@ -123,6 +124,35 @@ def _quantile_check(name: str, q: str, x: np.ndarray, est: float, target: float,
     density = float(dist.pdf(target)) if hasattr(dist, "pdf") else float("nan")
     se = se_f / density if np.isfinite(density) and density > 0 else mcse(x, q)
     return Check(name, q, est, target, float(se), z)
+
+
+def quantile_z_between(x1: np.ndarray, x2: np.ndarray, prob: float, at: float | None = None
+                       ) -> float:
+    r"""z for the p-quantiles of two sets of draws, compared on the probability scale.
+
+    At a common point :math:`r` (the exact quantile when known, else the quantile of the pooled
+    draws), a correct pair has :math:`F_1(r) = F_2(r) \approx p`, so
+
+    .. math::
+
+        z = \frac{\hat F_2(r) - \hat F_1(r)}{\sqrt{p(1-p)\,(1/\mathrm{ESS}_1 + 1/\mathrm{ESS}_2)}}
+
+    with each ESS that of the indicator :math:`I(x \le r)`. The sign is that of
+    :math:`\hat q_1 - \hat q_2`. As in :func:`_quantile_check`, no density is estimated.
+    """
+    import arviz_stats
+
+    x1, x2 = np.asarray(x1, dtype=float), np.asarray(x2, dtype=float)
+    if not (np.all(np.isfinite(x1)) and np.all(np.isfinite(x2))):
+        return float("nan")
+    r = float(np.quantile(np.concatenate([x1.ravel(), x2.ravel()]), prob)) if at is None else at
+    i1, i2 = (x1 <= r).astype(float), (x2 <= r).astype(float)
+    ess1 = float(arviz_stats.ess(i1, method="mean"))
+    ess2 = float(arviz_stats.ess(i2, method="mean"))
+    if not (np.isfinite(ess1) and np.isfinite(ess2) and ess1 > 0 and ess2 > 0):
+        return float("nan")
+    se = np.sqrt(prob * (1 - prob) * (1 / ess1 + 1 / ess2))
+    return _z(float(i2.mean() - i1.mean()), se)
 
 
 def _z(diff: float, se: float) -> float:

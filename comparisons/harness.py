@@ -23,7 +23,8 @@ from itertools import combinations
 
 import numpy as np
 
-from comparisons.agreement import check_against_exact, check_correlation
+from comparisons.agreement import (check_against_exact, check_correlation,
+                                   quantile_z_between)
 from comparisons.cache import make_key
 from models.spec import ModelSpec
 
@@ -222,11 +223,14 @@ def compare(spec: ModelSpec, posteriors: dict, exact=None) -> list[dict]:
     d = spec.design()
     scalar_coefs = [t.name for t in d.common if t.levels is None]
     stats_by = {}  # backend -> label -> quantity -> (estimate, mcse)
+    draws_by = {}  # backend -> label -> (level, draws)
     for backend, dt in posteriors.items():
+        elements = list(scalar_elements(spec, dt["posterior"]))
+        draws_by[backend] = {label: (level, x) for label, level, x in elements}
         stats_by[backend] = {
             label: {q: (_estimate(x, q), mcse(x, q) if np.all(np.isfinite(x)) else float("nan"))
                     for q in QUANTITIES}
-            for label, _, x in scalar_elements(spec, dt["posterior"])}
+            for label, _, x in elements}
     checks = []
     if exact is not None:
         for backend, dt in posteriors.items():
@@ -242,14 +246,23 @@ def compare(spec: ModelSpec, posteriors: dict, exact=None) -> list[dict]:
                                       (ma.mean(), mb.mean()), (ma.std(), mb.std()),
                                       exact.corr(a, b))
                 checks.append({"backend": backend, "other": "exact", **c.as_dict()})
+    # the exact quantiles the checks above computed (a mixture ppf is a root search: reuse it)
+    exact_quantile = {(c["parameter"], c["quantity"]): c["target"] for c in checks
+                      if c.get("other") == "exact" and c["quantity"] in ("q05", "q95")}
     for b1, b2 in combinations(list(posteriors), 2):
         for label in stats_by[b1]:
             sd = 0.5 * (stats_by[b1][label]["sd"][0] + stats_by[b2][label]["sd"][0])
+            x1, x2 = draws_by[b1][label][1], draws_by[b2][label][1]
             for q in QUANTITIES:
                 (e1, s1), (e2, s2) = stats_by[b1][label][q], stats_by[b2][label][q]
                 se = float(np.hypot(s1, s2))
+                prob = QUANTITIES[q][1]
+                if prob is None:
+                    z = _z(e1 - e2, se)
+                else:  # on the probability scale, at the exact quantile when there is one
+                    z = quantile_z_between(x1, x2, prob, exact_quantile.get((label, q)))
                 checks.append({"backend": b1, "other": b2, "parameter": label, "quantity": q,
-                               "estimate": e1, "target": e2, "mcse": se,
-                               "z": _z(e1 - e2, se), "scale": sd})
+                               "estimate": e1, "target": e2, "mcse": se, "z": z,
+                               "scale": sd})
     diags = {b: diagnostics(dt, spec) for b, dt in posteriors.items()}
     return decide(checks, diags)

@@ -57,3 +57,19 @@ def test_quantile_mcse_is_in_parameter_units():
     c = {c.quantity: c for c in check_against_exact("x", x, stats.norm())}
     expect = np.sqrt(0.05 * 0.95 / 4000) / stats.norm.pdf(stats.norm.ppf(0.05))
     assert c["q05"].mcse == pytest.approx(expect, rel=0.1)
+
+
+def test_quantiles_between_backends_are_calibrated_and_detect_a_shift():
+    """Two correct backends (no exact answer: compared at the pooled quantile): z close to
+    standard normal; a 0.25-sd shift of one backend is detected."""
+    from comparisons.agreement import quantile_z_between
+
+    rng = np.random.default_rng(SEED)
+    z = np.array([quantile_z_between(rng.standard_normal((4, 1000)),
+                                     rng.standard_normal((4, 1000)), p)
+                  for _ in range(400) for p in (0.05, 0.95)])
+    assert abs(np.sqrt(np.mean(z**2)) - 1) < 4 / np.sqrt(2 * len(z))
+    assert np.sum(np.abs(z) > 3.5) <= stats.binom.ppf(0.999, len(z), 2 * stats.norm.sf(3.5))
+    shifted = quantile_z_between(rng.standard_normal((4, 1000)) + 0.25,
+                                 rng.standard_normal((4, 1000)), 0.05)
+    assert shifted > 3.5
