@@ -100,7 +100,7 @@ from reference._validation import as_design, positive_scalar, spd_matrix, vector
 from reference.conjugate import GaussianKnownNoise
 from reference.design import GroupTerm, sufficient_stats
 from reference.gibbs import BetaPrior, GibbsData, residual_terms
-from reference.hierarchical import _scale_prior, _tau_priors, hierarchical_gibbs, residual_ss
+from reference.hierarchical import _sigma_setting, _tau_priors, hierarchical_gibbs, residual_ss
 from reference.quadrature import _build_conditional, _conditional_batch, _scale_map
 
 __all__ = [
@@ -1368,14 +1368,7 @@ def chib_hierarchical(X, y, groups, *, names, beta_mean, beta_cov, tau_priors, s
     m0 = vector("beta_mean", beta_mean, p)
     V0 = spd_matrix("beta_cov", beta_cov, p)
     taus = _tau_priors(tau_priors, terms)
-    if sigma_prior is None:
-        sig_prior, sig_value = None, 1.0
-    else:
-        sig_prior = _scale_prior("sigma", sigma_prior)
-        if isinstance(sig_prior, P.Constant):
-            sig_prior, sig_value = None, float(sig_prior.value)
-        else:
-            sig_value = None
+    sig_prior, sig_value = _sigma_setting(sigma_prior)
     for name, pr in [(f"{g.name}_sigma", t) for g, t in zip(terms, taus, strict=True)] + \
             [("sigma", sig_prior)]:
         if pr is not None and isinstance(pr, P.Flat):

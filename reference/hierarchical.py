@@ -927,6 +927,18 @@ def _tau_priors(tau_priors: Mapping, terms) -> tuple:
     return tuple(out)
 
 
+def _sigma_setting(sigma_prior) -> tuple[priors.Prior | None, float]:
+    """``(prior, value)`` of the noise sd: ``(None, 1.0)`` when ``sigma_prior`` is None (the
+    weights carry the known precisions), ``(None, v)`` for ``Constant(v)``, else
+    ``(prior, nan)``."""
+    if sigma_prior is None:
+        return None, 1.0
+    prior = _scale_prior("sigma", sigma_prior)
+    if isinstance(prior, priors.Constant):
+        return None, float(prior.value)
+    return prior, np.nan
+
+
 def _setup(X, y, groups, names, beta_mean, beta_cov, tau_priors, sigma_prior, weights,
            strategy) -> _Setup:
     X, y = as_design(X, y)
@@ -959,14 +971,7 @@ def _setup(X, y, groups, names, beta_mean, beta_cov, tau_priors, sigma_prior, we
         beta_precision = linalg.cho_solve(factor, np.eye(p))
         beta_shift = linalg.cho_solve(factor, m)
     taus = _tau_priors(tau_priors, terms)
-    if sigma_prior is None:
-        sig_prior, sig_value = None, 1.0
-    else:
-        sig_prior = _scale_prior("sigma", sigma_prior)
-        if isinstance(sig_prior, priors.Constant):
-            sig_prior, sig_value = None, float(sigma_prior.value)
-        else:
-            sig_value = np.nan
+    sig_prior, sig_value = _sigma_setting(sigma_prior)
     # weighted least squares about which the residual sum of squares is expanded
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     theta_hat = linalg.lstsq(stats.WtW, stats.Wty, cond=None)[0]
