@@ -15,7 +15,8 @@ statistics of :func:`reference.design.sufficient_stats`, so thousands of draws a
 a few matrix products. Estimators (:mod:`reference.evidence`):
 
 * bridge sampling with a normal and a warp-III proposal, on each backend's draws;
-* Laplace, around the mode of the same density (no error bar);
+* Laplace, around the mode of the same density (no error bar); for hierarchical models over
+  the log scales with the coefficients integrated exactly (:func:`reference.evidence.laplace_scales`);
 * Chib (1995) on the reference draws: Gibbs with an inverse-gamma noise conditional, and
   hierarchical Gibbs (reduced runs with the scales fixed in turn); and
   Chib-Jeliazkov (2001) on random-walk Metropolis output;
@@ -117,51 +118,6 @@ class LogPosterior:
         return np.where(np.isnan(out), -np.inf, out)
 
 
-class NonCentred:
-    r"""``log q`` in the non-centred coordinates :math:`z_t = b_t / \tau_t`, for Laplace.
-
-    The centred posterior is a funnel: as :math:`\tau_t \to 0` with :math:`b_t \to 0` the
-    density grows without bound, so it has no interior mode and Laplace cannot be applied.
-    With :math:`b_t = \tau_t z_t` (Jacobian :math:`\tau_t^{J_t}`),
-
-    .. math::
-
-        \log q_{nc}(\beta, z, \log\tau, \log\sigma) = \log q(\beta, \tau z, \log\tau,
-        \log\sigma) + \sum_t J_t \log\tau_t
-
-    has the same integral (the evidence) and a proper mode.
-    """
-
-    def __init__(self, logq: LogPosterior):
-        self.logq = logq
-        s = logq.stats
-        self.k = s.WtW.shape[0]
-        self.blocks = s.blocks[1:]
-        self.dim = logq.dim
-
-    def _tau_columns(self):
-        return [self.k + t for t in range(len(self.blocks))]
-
-    def to_noncentred(self, x: np.ndarray) -> np.ndarray:
-        z = np.array(x, dtype=float, copy=True)
-        for blk, col in zip(self.blocks, self._tau_columns(), strict=True):
-            z[..., blk] = x[..., blk] / np.exp(x[..., col])[..., None]
-        return z
-
-    def to_centred(self, z: np.ndarray) -> np.ndarray:
-        x = np.array(z, dtype=float, copy=True)
-        for blk, col in zip(self.blocks, self._tau_columns(), strict=True):
-            x[..., blk] = z[..., blk] * np.exp(z[..., col])[..., None]
-        return x
-
-    def __call__(self, points: np.ndarray) -> np.ndarray:
-        z = np.atleast_2d(np.asarray(points, dtype=float))
-        out = self.logq(self.to_centred(z))
-        for blk, col in zip(self.blocks, self._tau_columns(), strict=True):
-            out = out + (blk.stop - blk.start) * z[:, col]
-        return out
-
-
 def _sigma_logpdf(prior, sigma):
     return prior.logpdf(sigma)
 
@@ -198,11 +154,10 @@ def estimates(spec: ModelSpec, posteriors: dict, exact=None, *, seed: int = 0,
     ref = posteriors.get("reference")
     if ref is not None:
         draws = logq.from_posterior(ref)
-        if logq.groups:  # the centred funnel has no mode: Laplace in non-centred coordinates
-            nc = NonCentred(logq)
-            x0 = nc.to_noncentred(draws.reshape(-1, logq.dim)).mean(axis=0)
-            out.append(_safe(lambda: ev.laplace(nc, x0), "laplace", "reference"))
-            out[-1]["note"] = (out[-1]["note"] or "") + " (non-centred coordinates)"
+        if logq.groups:  # the centred funnel has no mode: Laplace over the log scales only
+            out.append(_safe(_laplace_scales(spec, logq, draws), "laplace", "reference"))
+            if out[-1]["log_evidence"] is not None:
+                out[-1]["note"] = "over the log scales, coefficients integrated exactly"
         else:
             x0 = draws.reshape(-1, logq.dim).mean(axis=0)
             out.append(_safe(lambda: ev.laplace(logq, x0), "laplace", "reference"))
@@ -217,6 +172,24 @@ def estimates(spec: ModelSpec, posteriors: dict, exact=None, *, seed: int = 0,
     if smc is not None:
         out.append(smc)
     return out
+
+
+def _laplace_scales(spec: ModelSpec, logq: LogPosterior, draws: np.ndarray):
+    """:func:`reference.evidence.laplace_scales`, started at the draws' median log scales."""
+    from models.reference_model import _arrays
+    from reference import evidence as ev
+
+    a = _arrays(spec)
+    weights = a["weights"]
+    if spec.known_sigma is not None:  # as fit_reference: a known constant sd as weights
+        weights = np.full(len(a["y"]), 1.0 / spec.known_sigma**2)
+    # the unconstrained draws end with log(tau_t) for each group term, then log(sigma)
+    n_scales = len(logq.groups) + (logq.known_sigma is None)
+    x0 = np.median(draws.reshape(-1, logq.dim)[:, -n_scales:], axis=0)
+    return lambda: ev.laplace_scales(
+        a["X"], a["y"], a["groups"], names=a["names"], beta_mean=a["beta_mean"],
+        beta_cov=a["beta_cov"], tau_priors=a["tau_priors"],
+        sigma_prior=None if spec.sigma_is_known else spec.sigma, weights=weights, x0=x0)
 
 
 def _chib_jeliazkov_chains(logq, draws, cov, seed):

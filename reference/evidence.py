@@ -20,6 +20,8 @@ Methods
   Gronau et al. (2017), with a Gaussian proposal or the warp-III transformation (Meng and
   Schilling 2002; Overstall and Forster 2010); error from Fruhwirth-Schnatter (2004).
 * :func:`laplace`: Tierney and Kadane (1986).
+* :func:`laplace_scales`: Laplace over the log scales of the hierarchical Gaussian model with the
+  coefficients integrated exactly, the first step of INLA (Rue, Martino and Chopin 2009).
 * :func:`chib_linear_gibbs`: Chib (1995) from Gibbs output of the linear model.
 * :func:`chib_hierarchical`: Chib (1995) for the hierarchical Gaussian model, from the output of
   :func:`reference.hierarchical.hierarchical_gibbs` and reduced runs with scales held fixed.
@@ -67,6 +69,8 @@ References
 .. [10] Flegal, J. M., Haran, M. and Jones, G. L. (2008). Markov chain Monte Carlo: can we trust
    the third significant figure? *Statistical Science* 23(2), 250-260.
 .. [11] MacKay, D. J. C. (1992). Bayesian interpolation. *Neural Computation* 4(3), 415-447.
+.. [12] Rue, H., Martino, S. and Chopin, N. (2009). Approximate Bayesian inference for latent
+   Gaussian models by using integrated nested Laplace approximations. *JRSS B* 71(2), 319-392.
 
 Examples
 --------
@@ -114,6 +118,7 @@ __all__ = [
     "evidence_curve",
     "geyer_ess",
     "laplace",
+    "laplace_scales",
 ]
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -1461,3 +1466,82 @@ def chib_hierarchical(X, y, groups, *, names, beta_mean, beta_cov, tau_priors, s
                "log_posterior_ordinate": log_ord, "ordinates": ordinates,
                "reduced_runs": max(len(free) - 1, 0)}
     return EvidenceEstimate("chib", log_lik + log_prior - log_ord, se, details)
+
+
+# --------------------------------------------------------------------------------------------
+# Laplace over the scales of the hierarchical model, coefficients integrated exactly
+# --------------------------------------------------------------------------------------------
+def laplace_scales(X, y, groups, *, names, beta_mean, beta_cov, tau_priors, sigma_prior,
+                   weights=None, x0=None) -> EvidenceEstimate:
+    r"""Laplace approximation over the log scales, with the coefficients integrated exactly.
+
+    In the hierarchical Gaussian model of :mod:`reference.hierarchical`, given the scales
+    :math:`s = (\tau_1, \dots, \tau_T, \sigma)` the coefficients
+    :math:`\theta = (\beta, b)` are Gaussian, so :math:`p(y \mid s)` is exact (one
+    Cholesky factorization, :mod:`reference.quadrature`). Only the few scales remain:
+
+    .. math::
+
+        p(y) = \int p(y \mid e^{u}) \prod_k p_k(e^{u_k})\, e^{u_k}\, du,
+        \qquad u = \log s,
+
+    and :func:`laplace` (Tierney and Kadane 1986) approximates that K-dimensional integral.
+    This is the first step of INLA (Rue, Martino and Chopin 2009). Laplace on the joint
+    posterior of :math:`(\theta, u)` is far worse: the centred joint has no mode (the funnel
+    :math:`\tau \to 0`), and in non-centred coordinates the joint mode sits far from the mass
+    (tens of nats off on radon). No standard error: the error is a bias of order 1/n.
+
+    Parameters
+    ----------
+    X, y, groups, names, beta_mean, beta_cov, tau_priors, sigma_prior, weights
+        As :func:`reference.hierarchical.hierarchical_gibbs`; ``beta_cov`` must be proper.
+    x0 : array_like (K,), optional
+        Starting log scales (free scales: group scales in order, then sigma); by default
+        ``log sd(y)`` for each.
+
+    Returns
+    -------
+    EvidenceEstimate
+        ``method="laplace"``, ``se=None``; ``details`` as :func:`laplace` plus ``scales``
+        (the names of the free scales).
+    """
+    X, y = as_design(X, y)
+    n, p = X.shape
+    terms = tuple(groups)
+    if not terms:
+        raise ValueError("groups is empty: laplace_scales needs at least one group term "
+                         "(use laplace on the model's log density otherwise).")
+    if beta_cov is None:
+        raise ValueError("beta_cov is None (a flat prior): the evidence is undefined under an "
+                         "improper prior; give a proper prior covariance.")
+    m0 = vector("beta_mean", beta_mean, p)
+    V0 = spd_matrix("beta_cov", beta_cov, p)
+    taus = _tau_priors(tau_priors, terms)
+    sig_prior, sig_value = _sigma_setting(sigma_prior)
+    free = [t for t, pr in enumerate(taus) if not isinstance(pr, P.Constant)]
+    labels = [f"{terms[t].name}_sigma" for t in free] + (["sigma"] if sig_prior else [])
+    if not labels:
+        raise ValueError("every scale is fixed: p(y | s) is then exact and needs no Laplace.")
+    cond = _build_conditional(X, y, terms, weights, m0, V0, blocks=False)
+
+    def log_q(u):
+        u = np.atleast_2d(u)
+        tau = np.empty((len(u), len(terms)))
+        for t, pr in enumerate(taus):
+            if isinstance(pr, P.Constant):
+                tau[:, t] = float(pr.value)
+        tau[:, free] = np.exp(u[:, :len(free)])
+        sigma = np.exp(u[:, -1]) if sig_prior else np.full(len(u), sig_value)
+        with np.errstate(all="ignore"):
+            out = _conditional_batch(cond, tau, sigma, moments=False)
+            for j, t in enumerate(free):      # priors with the log-Jacobian of u = log s
+                out = out + taus[t].logpdf(tau[:, t]) + u[:, j]
+            if sig_prior:
+                out = out + sig_prior.logpdf(sigma) + u[:, -1]
+        return np.where(np.isfinite(out), out, -np.inf)
+
+    if x0 is None:
+        x0 = np.full(len(labels), np.log(np.std(y)) if np.std(y) > 0 else 0.0)
+    x0 = vector("x0", x0, len(labels))
+    est = laplace(log_q, x0)
+    return EvidenceEstimate("laplace", est.log_evidence, None, {**est.details, "scales": labels})
