@@ -32,16 +32,18 @@ def settings_for(sampler: dict, **overrides) -> dict:
 
 
 def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=None, tune=None,
-        chains=None, seed=None, cache: bool | Cache = True, progress=None) -> dict:
+        chains=None, seed=None, cache: bool | Cache = True, progress=None,
+        alpha: float | None = None) -> dict:
     """Run one case (a built-in name or a case-file path); write its report if ``out`` is given.
 
-    Returns the case summary (the content of ``summary.json``).
+    ``alpha`` is the case's family-wise false-alarm budget (default 1%; :func:`report` shares
+    1% among its cases). Returns the case summary (the content of ``summary.json``).
     """
     spec, sampler = load(case)
     s = settings_for(sampler, draws=draws, tune=tune, chains=chains, seed=seed)
     backends = tuple(spec.backends if backends is None else backends)
     store = cache if isinstance(cache, Cache) else Cache(enabled=bool(cache))
-    key = make_key(kind="case", spec=fingerprint(spec), backends=backends, **s)
+    key = make_key(kind="case", spec=fingerprint(spec), backends=backends, alpha=alpha, **s)
     entry = store.get("cases", key)
     if entry is not None and out is not None:
         if progress is not None:
@@ -50,7 +52,7 @@ def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=N
         for name in ("summary.json", "report.html", "report.md"):
             atomic_write(folder / name, (entry / name).read_bytes())
         return json.loads((entry / "summary.json").read_text())
-    result = run_case(spec, backends=backends, progress=progress, cache=store, **s)
+    result = run_case(spec, backends=backends, progress=progress, cache=store, alpha=alpha, **s)
     if out is None:
         from comparisons.report import summary
 
@@ -67,11 +69,28 @@ def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=N
 
 
 def report(out: str | Path = "reports", *, cases=None, progress=None, **kwargs) -> list[dict]:
-    """Run every built-in case (or ``cases``) and write ``out/index.html``."""
-    summaries = [run(c, out=out, progress=progress, **kwargs) for c in (cases or CASES)]
+    """Run every built-in case (or ``cases``) and write ``out/index.html``.
+
+    The 1% false-alarm budget is for the whole report: each of K cases gets ``ALPHA / K``
+    (Bonferroni across cases, Holm within each), see :func:`case_alpha`.
+    """
+    cases = list(cases or CASES)
+    summaries = [run(c, out=out, progress=progress, alpha=case_alpha(len(cases)), **kwargs)
+                 for c in cases]
     write_index(summaries, Path(out), bayes_factors=bayes_factor_rows(
         cache=kwargs.get("cache", True), progress=progress))
     return summaries
+
+
+def case_alpha(n_cases: int) -> float:
+    """Each case's share of the report's family-wise budget: ``ALPHA / n_cases``.
+
+    Holm within a case keeps its false-alarm probability at most its share, so by the union
+    bound the whole report raises a false alarm with probability at most ``ALPHA``.
+    """
+    from comparisons.verdicts import ALPHA
+
+    return ALPHA / max(int(n_cases), 1)
 
 
 def bayes_factor_rows(cache: bool | Cache = True, progress=None, seed: int = 20261121) -> list:

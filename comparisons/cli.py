@@ -178,7 +178,9 @@ def main(argv=None) -> int:
     summaries = []
     try:
         for n in names:
-            summ = api.run(n, out=args.out, progress=progress, **settings)
+            # the report's 1% budget is shared by its cases; one case keeps all of it
+            summ = api.run(n, out=args.out, progress=progress,
+                           alpha=api.case_alpha(len(names)), **settings)
             worst = max((abs(c["z"]) for c in summ["comparisons"]), default=float("nan"))
             progress.advance(f"{summ['case']}: {summ['verdict']} ({len(summ['comparisons'])} "
                              f"checks, max |z| = {worst:.2f}) -> "

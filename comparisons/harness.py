@@ -111,7 +111,7 @@ def fingerprint(spec: ModelSpec) -> dict:
 def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1000,
              chains: int = 4, seed: int = 0, target_accept: float | None = None,
              nuts_sampler: str | None = None, progress=None, check_models: bool = True,
-             cache=None) -> CaseResult:
+             cache=None, alpha: float | None = None) -> CaseResult:
     """Fit ``spec`` with each backend and compare it with the exact posterior.
 
     First the backends' log densities are compared term by term
@@ -120,14 +120,20 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
     equivalence results are reused when nothing they depend on has changed.
 
     ``progress(message)`` is called before each backend starts, for progress displays.
+    ``alpha`` is the case's family-wise false-alarm budget (default
+    :data:`comparisons.verdicts.ALPHA`); a report of K cases gives each ``ALPHA / K``.
     """
+    from comparisons.verdicts import ALPHA
+
+    alpha = ALPHA if alpha is None else float(alpha)
     backends = tuple(spec.backends if backends is None else backends)
     for b in backends:
         _fit(b)  # validate every name before any work
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed,
                 "target_accept": target_accept, "nuts_sampler": nuts_sampler,
                 "backends": list(backends), "unsupported": dict(spec.unsupported),
-                "backend_seeds": {b: backend_seed(seed, b) for b in backends}}
+                "backend_seeds": {b: backend_seed(seed, b) for b in backends},
+                "alpha": alpha}
     result = CaseResult(spec, settings)
     from models.reference_model import exact_answer
 
@@ -176,7 +182,7 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
                 cache.save_fit(key, dt)
         result.posteriors[b] = dt
         result.wall_times[b] = time.perf_counter() - t0
-    result.checks = compare(spec, result.posteriors, result.exact)
+    result.checks = compare(spec, result.posteriors, result.exact, alpha=alpha)
     if progress is not None:
         progress(f"{spec.name}: evidence")
     t0 = time.perf_counter()
@@ -210,12 +216,14 @@ def case_evidence(spec: ModelSpec, result: CaseResult, cache=None) -> list[dict]
                      smc=smc)
 
 
-def compare(spec: ModelSpec, posteriors: dict, exact=None) -> list[dict]:
+def compare(spec: ModelSpec, posteriors: dict, exact=None, *, alpha: float | None = None
+            ) -> list[dict]:
     """Checks of mean, sd, 5% and 95% quantiles (and correlations) with calibrated verdicts.
 
     Every backend is compared with ``exact`` when there is one, and every pair of backends with
     each other; every scalar element is checked (each level of ``1|g``, ...). Verdicts follow
-    :func:`comparisons.verdicts.decide` (Holm at 1%, an equivalence margin, diagnostics).
+    :func:`comparisons.verdicts.decide` (Holm at ``alpha``, default 1%, an equivalence margin,
+    diagnostics).
     """
     from comparisons.agreement import QUANTITIES, _estimate, _z, mcse
     from comparisons.verdicts import decide, diagnostics
@@ -265,4 +273,4 @@ def compare(spec: ModelSpec, posteriors: dict, exact=None) -> list[dict]:
                                "estimate": e1, "target": e2, "mcse": se, "z": z,
                                "scale": sd})
     diags = {b: diagnostics(dt, spec) for b, dt in posteriors.items()}
-    return decide(checks, diags)
+    return decide(checks, diags) if alpha is None else decide(checks, diags, alpha=alpha)

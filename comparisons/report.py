@@ -116,7 +116,8 @@ def summary(result: CaseResult) -> dict:
         "evidence": {"estimates": result.evidence, "checks": result.evidence_checks,
                      "rule": "|estimate - exact| <= 3 se + 0.05 nats"},
         "equivalence": result.equivalence,
-        "rule": {"alpha": 0.01, "procedure": "Holm", "margin_sd": 0.05, "r_hat_max": 1.01,
+        "rule": {"alpha": result.settings.get("alpha", 0.01), "procedure": "Holm",
+                 "margin_sd": 0.05, "r_hat_max": 1.01,
                  "ess_bulk_min": 400, "z": "difference / combined MCSE"},
         "verdict": result.verdict, "provenance": provenance(result),
     }
@@ -209,7 +210,8 @@ wall times {e(times)}.</p>
 <h2>Verdicts</h2>
 <p>{len(result.checks)} checks: each backend against the exact answer and against every other
 backend, z = difference / combined MCSE (arviz). A check disagrees when Holm's procedure rejects
-it at a 1% family-wise level <em>and</em> the difference exceeds 0.05 posterior sd; it is
+it at a {_percent(result.settings.get("alpha", 0.01))} family-wise level (this case's share of
+the report's 1% budget) <em>and</em> the difference exceeds 0.05 posterior sd; it is
 inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, divergences).</p>
 {_figure(plots.z_plot, "z-scores", _collapsed(result.checks))}
 <table><tr><th>comparison</th><th>parameter</th><th>quantity</th><th>estimate</th><th>target</th>
@@ -331,6 +333,11 @@ def case_markdown(summ: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _percent(alpha: float) -> str:
+    """0.01 -> '1%', 0.000909 -> '0.091%'."""
+    return f"{100 * float(alpha):.2g}%"
+
+
 def write_index(summaries: list[dict], out: Path, bayes_factors: list | None = None) -> Path:
     e = html.escape
     rows = "".join(
@@ -339,7 +346,11 @@ def write_index(summaries: list[dict], out: Path, bayes_factors: list | None = N
         f"<td>{len(s['comparisons'])}</td>"
         f"<td>{max((abs(c['z']) for c in s['comparisons']), default=float('nan')):.2f}"
         f"</td></tr>" for s in summaries)
-    body = (f"<h1>bayes-crosscheck report</h1><table><tr><th>case</th><th>formula</th>"
+    alphas = [s.get("rule", {}).get("alpha", 0.01) for s in summaries]
+    budget = (f"<p>False-alarm budget: 1% for the whole report, shared by its {len(summaries)} "
+              f"cases ({_percent(max(alphas, default=0.01))} each; Holm's procedure within a "
+              "case, the union bound across cases).</p>")
+    body = (f"<h1>bayes-crosscheck report</h1>{budget}<table><tr><th>case</th><th>formula</th>"
             f"<th>verdict</th><th>checks</th><th>max |z|</th></tr>{rows}</table>")
     if bayes_factors:
         bf = "".join(

@@ -70,3 +70,34 @@ def test_rule_on_draws(bias_sd, expect):
     rows = [{"backend": "a", "other": "exact", **c.as_dict(), "scale": 1.0}
             for c in check_against_exact("x", x, stats.norm(0, 1))]
     assert overall(decide(rows, {})) == expect
+
+
+def test_a_report_shares_its_budget_among_its_cases(monkeypatch, tmp_path):
+    """The report's 1% is split over its K cases (each ALPHA / K), so a z that one case alone
+    would flag (3.9 among 40 checks: Holm's first threshold 3.66) is not flagged in an
+    11-case report (threshold about 4.3)."""
+    from comparisons import api
+    from comparisons.cli import main
+
+    assert api.case_alpha(1) == ALPHA and api.case_alpha(11) == pytest.approx(ALPHA / 11)
+    checks = [_check(3.9)] + [_check(0.0) for _ in range(39)]
+    assert overall(decide([dict(c) for c in checks], {}, alpha=api.case_alpha(1))) == "disagree"
+    assert overall(decide([dict(c) for c in checks], {}, alpha=api.case_alpha(11))) == "agree"
+
+    seen = []
+
+    def fake_run(case, *, alpha, **kwargs):
+        seen.append(alpha)
+        return {"case": case, "verdict": "agree", "comparisons": [], "formula": "",
+                "rule": {"alpha": alpha}}
+
+    monkeypatch.setattr(api, "run", fake_run)
+    monkeypatch.setattr(api, "bayes_factor_rows", lambda **kw: [])
+    assert main(["report", "--out", str(tmp_path)]) == 0
+    from comparisons.cases import CASES
+
+    assert seen == [pytest.approx(ALPHA / len(CASES))] * len(CASES)
+    assert "shared by its" in (tmp_path / "index.html").read_text()
+    seen.clear()
+    main(["run", "three-point", "--out", str(tmp_path)])
+    assert seen == [ALPHA]
