@@ -7,17 +7,21 @@ between a backend and the exact answer, or between two backends, as
 
     z = \frac{\hat q_a - \hat q_b}{\sqrt{\mathrm{MCSE}_a^2 + \mathrm{MCSE}_b^2}}
 
-(:math:`\mathrm{MCSE}_b = 0` for the exact answer). Three rules turn the z-scores into verdicts:
+(:math:`\mathrm{MCSE}_b = 0` for the exact answer), except that a quantile is compared on the
+probability scale, where its null variance is known (:mod:`comparisons.agreement`). Three rules
+turn the z-scores into verdicts:
 
 1. **Family-wise false-alarm budget.** Two-sided p-values :math:`p = 2\Phi(-|z|)` go through
    Holm's step-down procedure (Holm 1979) at :math:`\alpha = 0.01` over all checks of the case,
-   so a case of correct backends is flagged at most 1% of the time, whatever its size.
+   so a case of correct backends is flagged at most 1% of the time, whatever its size. A report
+   of K cases gives each :math:`\alpha / K`, so the whole report keeps 1%.
 2. **Equivalence margin.** A rejected check is a disagreement only if the difference also
    exceeds :math:`\varepsilon = 0.05` posterior standard deviations (0.05 in a correlation).
    Long runs have tiny MCSEs; without a margin they would flag differences of no practical size.
 3. **Diagnostics.** A check involving a backend whose parameter has :math:`\hat R > 1.01`,
    bulk ESS below 400, or whose run had divergent transitions, is *inconclusive*: a poorly
-   mixed run never counts as agreement (Vehtari et al. 2021 for the thresholds).
+   mixed run never counts as agreement (Vehtari et al. 2021 for the thresholds). A NaN or
+   infinite estimate is a disagreement.
 
 References
 ----------
@@ -86,7 +90,7 @@ def _healthy(diag: dict | None, label: str) -> tuple[bool, str]:
         return True, ""
     if np.isfinite(d["r_hat"]) and d["r_hat"] > RHAT_MAX:
         return False, f"R-hat {d['r_hat']:.3f} > {RHAT_MAX}"
-    if d["ess_bulk"] < ESS_MIN:
+    if not d["ess_bulk"] >= ESS_MIN:  # NaN too: an ESS that cannot be computed is not enough
         return False, f"bulk ESS {d['ess_bulk']:.0f} < {ESS_MIN}"
     return True, ""
 
@@ -115,7 +119,10 @@ def decide(checks: list[dict], diags: dict, alpha: float = ALPHA, margin: float 
             ok, why = _healthy(diags.get(b), c["parameter"])
             if not ok:
                 reasons.append(f"{b}: {why}")
-        if reasons:
+        finite = np.isfinite(c["estimate"]) and np.isfinite(c["target"])
+        if not finite:  # NaN or infinite draws (or target) are a failure, never agreement
+            c["verdict"], c["reason"] = "disagree", "non-finite estimate or target"
+        elif reasons:
             c["verdict"], c["reason"] = "inconclusive", "; ".join(reasons)
         elif rej and abs(c["estimate"] - c["target"]) > limit:
             c["verdict"], c["reason"] = "disagree", ""

@@ -101,3 +101,16 @@ def test_a_report_shares_its_budget_among_its_cases(monkeypatch, tmp_path):
     seen.clear()
     main(["run", "three-point", "--out", str(tmp_path)])
     assert seen == [ALPHA]
+
+
+def test_nan_draws_are_a_disagreement_not_agreement():
+    """Draws that turned NaN half-way through one chain: every check of that parameter disagrees
+    (the margin test ``nan > limit`` used to let them through as agreement)."""
+    from comparisons.agreement import check_against_exact
+
+    x = np.random.default_rng(20261121).standard_normal((4, 1000))
+    x[2, 500:] = np.nan
+    checks = [{"backend": "a", "other": "exact", "scale": 1.0, **c.as_dict()}
+              for c in check_against_exact("x", x, stats.norm())]
+    verdicts = {c["verdict"] for c in decide(checks, {})}
+    assert verdicts == {"disagree"}
