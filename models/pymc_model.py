@@ -30,12 +30,19 @@ def _dist(prior: Prior, name: str, dims: str | None = None, scale: str = "") -> 
     return f'pm.{prior.name}("{name}"{", " if kwargs else ""}{kwargs})'
 
 
-def pymc_code(spec: ModelSpec) -> str:
-    """The explicit PyMC model for ``spec``, as source code."""
+def pymc_code(spec: ModelSpec, *, marginal: bool = False) -> str:
+    """The explicit PyMC model for ``spec``, as source code.
+
+    ``marginal=True`` writes the varying intercepts integrated out (see
+    :func:`marginal_pymc_code`, which checks that the model allows it).
+    """
     d = spec.design()
     used: set = {"pm", "pt", "np", "X", "y", "Z", "codes", "coords", "noise_sd", "model", "mu",
                  "sigma", "sigma2"}
-    lines = ["import pymc as pm", "import pytensor.tensor as pt", ""]
+    if marginal:
+        used |= {"G", "w", "r", "A", "B", "tau2", "logdet", "quad"}
+    lines = ["import numpy as np"] if marginal else []
+    lines += ["import pymc as pm", "import pytensor.tensor as pt", ""]
     lines.append(f"# {spec.formula}")
     lines.append(f"# X columns: {', '.join(d.column_names()) or '(none)'}")
     coords = spec.coords()
@@ -60,9 +67,13 @@ def pymc_code(spec: ModelSpec) -> str:
             terms.append(f"{var} * X[:, {sl.start}]")
         else:
             terms.append(f"X[:, {sl.start}:{sl.stop}] @ {var}")
+    group_var = {}
     for g in d.groups:
-        var = identifier(g.name, used)
+        var = group_var[g.name] = identifier(g.name, used)
         gp = spec.priors[g.name]
+        if marginal:  # only the scale: the effects are integrated out below
+            body.append(f"{var}_sigma = {_dist(gp.sigma, g.name + '_sigma')}")
+            continue
         body += [f"# {g.name}: one effect per level of {g.group}, non-centred as in Bambi",
                  f"{var}_sigma = {_dist(gp.sigma, g.name + '_sigma')}",
                  f'{var}_offset = pm.Normal("{g.name}_offset", mu=0, sigma=1, dims="{g.dim}")',
@@ -77,8 +88,24 @@ def pymc_code(spec: ModelSpec) -> str:
         body.append(f"sigma = noise_sd  # known per-row sds, column {spec.sigma.column!r}")
     elif "sigma = pm.Deterministic" not in "\n".join(body):
         body.append(f"sigma = {_dist(spec.sigma, 'sigma')}")
-    body += [f"mu = {' + '.join(terms) if terms else '0.0'}",
-             f'pm.Normal("{d.response}", mu=mu, sigma=sigma, observed=y)']
+    if marginal:
+        g = d.groups[0]
+        tau = f"{group_var[g.name]}_sigma"
+        body += [f"mu = {' + '.join(terms) if terms else 'pt.zeros(len(y))'}",
+                 f"# {g.name} integrated out: the rows of each level of {g.group} are jointly",
+                 "# N(mu_j, D_j + tau^2 11'); determinant lemma and Sherman-Morrison per level",
+                 "w = pt.ones(len(y)) / sigma**2            # noise precision per row",
+                 "r = y - mu",
+                 f'A = pt.dot(G["{g.name}"].T, w)            # sum of w in each level',
+                 f'B = pt.dot(G["{g.name}"].T, w * r)        # sum of w r in each level',
+                 f"tau2 = {tau}**2",
+                 "logdet = -pt.sum(pt.log(w)) + pt.sum(pt.log1p(tau2 * A))",
+                 "quad = pt.sum(w * r**2) - pt.sum(tau2 * B**2 / (1 + tau2 * A))",
+                 f'pm.Potential("{d.response}", '
+                 "-0.5 * (len(y) * np.log(2 * np.pi) + logdet + quad))"]
+    else:
+        body += [f"mu = {' + '.join(terms) if terms else '0.0'}",
+                 f'pm.Normal("{d.response}", mu=mu, sigma=sigma, observed=y)']
     lines += ["    " + b for b in body]
     return "\n".join(lines) + "\n"
 
@@ -134,35 +161,7 @@ def marginal_pymc_code(spec: ModelSpec) -> str:
     why = marginalizable(spec)
     if why is not None:
         raise ValueError(f"cannot integrate the group effects of {spec.name!r} out: {why}.")
-    full = ["import numpy as np", *pymc_code(spec).splitlines()]
-    d = spec.design()
-    g = d.groups[0]
-    out = []
-    for line in full:
-        s = line.strip()
-        if s.startswith("# " + g.name + ":") or "_offset = pm.Normal" in s or \
-                s.startswith(f"{identifier(g.name, set())} = pm.Deterministic"):
-            continue
-        if s.startswith("mu = "):
-            line = line.replace(f" + {identifier(g.name, set())}[codes[\"{g.name}\"]]", "")
-            line = line.replace(f"mu = {identifier(g.name, set())}[codes[\"{g.name}\"]]",
-                                "mu = pt.zeros(len(y))")
-        if s.startswith("pm.Normal(") and "observed=y" in s:
-            ind = line[:len(line) - len(line.lstrip())]
-            tau = identifier(g.name, set()) + "_sigma"
-            line = "\n".join(ind + t for t in [
-                f"# {g.name} integrated out: the rows of each level of {g.group} are jointly",
-                "# N(mu_j, D_j + tau^2 11'); determinant lemma and Sherman-Morrison per level",
-                "w = pt.ones(len(y)) / sigma**2            # noise precision per row",
-                "r = y - mu",
-                f'A = pt.dot(G["{g.name}"].T, w)            # sum of w in each level',
-                f'B = pt.dot(G["{g.name}"].T, w * r)        # sum of w r in each level',
-                f"tau2 = {tau}**2",
-                "logdet = -pt.sum(pt.log(w)) + pt.sum(pt.log1p(tau2 * A))",
-                "quad = pt.sum(w * r**2) - pt.sum(tau2 * B**2 / (1 + tau2 * A))",
-                f'pm.Potential("{d.response}", -0.5 * (len(y) * np.log(2 * np.pi) + logdet + quad))'])
-        out.append(line)
-    return "\n".join(out) + "\n"
+    return pymc_code(spec, marginal=True)
 
 
 def build_marginal_pymc_model(spec: ModelSpec):

@@ -190,3 +190,19 @@ def test_laplace_over_the_scales_refuses_a_model_without_groups():
     with pytest.raises(ValueError, match="groups is empty"):
         laplace_scales(a["X"], a["y"], [], names=a["names"], beta_mean=a["beta_mean"],
                        beta_cov=a["beta_cov"], tau_priors={}, sigma_prior=None)
+
+
+def test_marginal_model_keeps_coefficients_whose_names_look_like_generated_ones():
+    """A predictor named like a generated variable (``u_offset``, ``r``) keeps its prior line in
+    the marginal model, and the model still equals the dense multivariate normal."""
+    import dataclasses
+
+    from models.pymc_model import build_marginal_pymc_model
+
+    spec = get_case("radon-intercepts")
+    data = spec.data.rename(columns={"uranium": "u_offset", "basement": "r"})
+    priors = {{"uranium": "u_offset", "basement": "r"}.get(k, k): v
+              for k, v in spec.priors.items()}
+    renamed = dataclasses.replace(spec, data=data, priors=priors,
+                                  formula="log.radon ~ r + u_offset + (1|county)")
+    assert _marginal_vs_mvnormal(renamed, build_marginal_pymc_model) < 1e-8
