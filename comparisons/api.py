@@ -39,6 +39,9 @@ def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=N
     ``alpha`` is the case's family-wise false-alarm budget (default 1%; :func:`report` shares
     1% among its cases). Returns the case summary (the content of ``summary.json``).
     """
+    from comparisons.verdicts import ALPHA
+
+    alpha = ALPHA if alpha is None else float(alpha)  # one cache key for the default
     spec, sampler = load(case)
     s = settings_for(sampler, draws=draws, tune=tune, chains=chains, seed=seed)
     backends = tuple(spec.backends if backends is None else backends)

@@ -208,8 +208,13 @@ def case_evidence(spec: ModelSpec, result: CaseResult, cache=None) -> list[dict]
         if entry is not None:
             smc = json.loads((entry / "smc.json").read_text())
         else:
-            smc = smc_estimate(spec, **run)
-            if cache is not None:
+            try:
+                smc = smc_estimate(spec, **run)
+            except (ValueError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as err:
+                # a failed estimator makes its check inconclusive; it must not end the case
+                smc = {"method": "smc", "backend": "pymc", "log_evidence": None, "se": None,
+                       "note": f"failed: {err}"}
+            if cache is not None and smc["log_evidence"] is not None:
                 blob = json.dumps(smc)
                 cache.put("smc", key, lambda folder: (folder / "smc.json").write_text(blob))
     return estimates(spec, result.posteriors, result.exact, seed=result.settings["seed"],

@@ -117,8 +117,9 @@ def summary(result: CaseResult) -> dict:
                      "rule": "|estimate - exact| <= 3 se + 0.05 nats"},
         "equivalence": result.equivalence,
         "rule": {"alpha": result.settings.get("alpha", 0.01), "procedure": "Holm",
-                 "margin_sd": 0.05, "r_hat_max": 1.01,
-                 "ess_bulk_min": 400, "z": "difference / combined MCSE"},
+                 "margin_sd": 0.05, "r_hat_max": 1.01, "ess_bulk_min": 400,
+                 "z": "difference / combined MCSE; quantiles: (p - fraction of draws below "
+                      "the reference quantile) / sqrt(p(1-p)/ESS)"},
         "verdict": result.verdict, "provenance": provenance(result),
     }
 
@@ -209,7 +210,8 @@ wall times {e(times)}.</p>
 <h2>Marginal densities</h2>{_figure(plots.density_plot, "densities", result)}
 <h2>Verdicts</h2>
 <p>{len(result.checks)} checks: each backend against the exact answer and against every other
-backend, z = difference / combined MCSE (arviz). A check disagrees when Holm's procedure rejects
+backend, z = difference / combined MCSE (arviz); a quantile is compared on the probability
+scale, where its null variance p(1-p)/ESS is known. A check disagrees when Holm's procedure rejects
 it at a {_percent(result.settings.get("alpha", 0.01))} family-wise level (this case's share of
 the report's 1% budget) <em>and</em> the difference exceeds 0.05 posterior sd; it is
 inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, divergences).</p>
