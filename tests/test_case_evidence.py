@@ -206,3 +206,20 @@ def test_marginal_model_keeps_coefficients_whose_names_look_like_generated_ones(
     renamed = dataclasses.replace(spec, data=data, priors=priors,
                                   formula="log.radon ~ r + u_offset + (1|county)")
     assert _marginal_vs_mvnormal(renamed, build_marginal_pymc_model) < 1e-8
+
+
+@pytest.mark.slow
+def test_smc_error_bar_coverage_on_eight_schools():
+    """+-2 se of SMC (4 chains, t-widened spread) covers the quadrature value in 30 seeds as
+    often as a 95% interval should: at least the 0.1% binomial quantile (about 3 minutes)."""
+    from scipy import stats
+
+    spec = get_case("eight-schools")
+    exact = exact_answer(spec).log_evidence()
+    z = []
+    for k in range(30):
+        r = smc_estimate(spec, seed=5000 + k)
+        z.append((r["log_evidence"] - exact) / r["se"])
+    covered = int(np.sum(np.abs(z) <= 2))
+    print(f"SMC +-2 se coverage: {covered} / 30; z = {np.round(z, 2).tolist()}")
+    assert covered >= stats.binom.ppf(0.001, 30, 2 * stats.norm.cdf(2) - 1)
