@@ -37,14 +37,15 @@ def test_power_extremes_fast():
 # ---------------------------------------------------------------------------------------------
 # the full study (make validate)
 # ---------------------------------------------------------------------------------------------
-RUNS = 50
+RUNS = 50             # per injected bug
+RUNS_CORRECT = 200    # per correct scenario: 1000 runs for the false-alarm rate
 DELTAS = [0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3]
 
 
 @pytest.mark.slow
 def test_calibration_study():
     out = ROOT / "reports" / "validation"
-    correct = {name: C.verdicts(s, RUNS) for name, s in C.CORRECT.items()}
+    correct = {name: C.verdicts(s, RUNS_CORRECT) for name, s in C.CORRECT.items()}
     bugs = {name: C.verdicts(s, RUNS) for name, s in C.BUGS.items()}
     power_mean = C.power_curve(DELTAS, 100, "mean")
     power_sd = C.power_curve(DELTAS, 100, "sd")
@@ -73,7 +74,8 @@ def test_calibration_study():
 def _write_page(result: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from comparisons.report import _badge, _page, _png, atomic_write
+    from comparisons.plots import png_base64 as _png
+    from comparisons.report import _badge, _page, atomic_write
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for key, label in [("mean_shift_sd", "bias in the mean"), ("sd_stretch", "bias in the sd")]:
@@ -103,3 +105,12 @@ def _write_page(result: dict, out: Path) -> None:
 {json.dumps(result['power']['smallest_detected_95'])} (posterior sds) at default draws
 ({result['power']['case']}).</p><img alt="power" src="data:image/png;base64,{power_png}">"""
     atomic_write(out / "index.html", _page("calibration", body))
+
+
+def test_validation_page_is_written_from_a_result(tmp_path):
+    """The page of the slow study, from its recorded JSON (so a refactor of the report helpers
+    cannot break ``make validate`` after a quarter of an hour of work)."""
+    result = json.loads((ROOT / "docs" / "validation" / "calibration.json").read_text())
+    _write_page(result, tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "data:image/png;base64," in page and "false" in page.lower()
