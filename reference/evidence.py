@@ -104,7 +104,8 @@ from reference._validation import as_design, positive_scalar, spd_matrix, vector
 from reference.conjugate import GaussianKnownNoise
 from reference.design import GroupTerm, sufficient_stats
 from reference.gibbs import BetaPrior, GibbsData, residual_terms
-from reference.hierarchical import _sigma_setting, _tau_priors, hierarchical_gibbs, residual_ss
+from reference.hierarchical import (_sigma_setting, _tau_priors, hierarchical_gibbs,
+                                    least_squares_point, residual_ss)
 from reference.quadrature import _build_conditional, _conditional_batch, _scale_map
 
 __all__ = [
@@ -1230,6 +1231,24 @@ def _ordinate(log_h: np.ndarray, name: str, run: str) -> dict:
             "var": var, "ess": ess, "draws": C * S}
 
 
+def _proper_hierarchical_model(p: int, groups, beta_mean, beta_cov, tau_priors, sigma_prior, *,
+                               who: str, otherwise: str):
+    """Validated ``(terms, m0, V0, tau priors, sigma prior, sigma value)`` of a hierarchical
+    model whose evidence is defined: at least one group term and a proper coefficient prior."""
+    terms = tuple(groups)
+    if not terms:
+        raise ValueError(f"groups is empty: {who} needs at least one group term ({otherwise}).")
+    for g in terms:
+        if not isinstance(g, GroupTerm):
+            raise TypeError(f"groups must hold GroupTerm objects; received {type(g).__name__}.")
+    if beta_cov is None:
+        raise ValueError("beta_cov is None (a flat prior): the evidence is undefined under an "
+                         "improper prior; give a proper prior covariance.")
+    m0 = vector("beta_mean", beta_mean, p)
+    V0 = spd_matrix("beta_cov", beta_cov, p)
+    return (terms, m0, V0, _tau_priors(tau_priors, terms)) + _sigma_setting(sigma_prior)
+
+
 def chib_hierarchical(X, y, groups, *, names, beta_mean, beta_cov, tau_priors, sigma_prior,
                       weights=None, posterior, reduced_draws: int = 1000, tune: int = 500,
                       chains: int = 4, seed: int = 0) -> EvidenceEstimate:
@@ -1360,20 +1379,9 @@ def chib_hierarchical(X, y, groups, *, names, beta_mean, beta_cov, tau_priors, s
     if isinstance(names, str) or len(list(names)) != p:
         raise ValueError(f"names must hold {p} strings, one per column of X; received {names!r}.")
     names = [str(k) for k in names]
-    terms = tuple(groups)
-    if not terms:
-        raise ValueError("groups is empty: chib_hierarchical needs at least one group term "
-                         "(use chib_linear_gibbs for a model without group effects).")
-    for g in terms:
-        if not isinstance(g, GroupTerm):
-            raise TypeError(f"groups must hold GroupTerm objects; received {type(g).__name__}.")
-    if beta_cov is None:
-        raise ValueError("beta_cov is None (a flat prior): the evidence is undefined under an "
-                         "improper prior; give a proper prior covariance.")
-    m0 = vector("beta_mean", beta_mean, p)
-    V0 = spd_matrix("beta_cov", beta_cov, p)
-    taus = _tau_priors(tau_priors, terms)
-    sig_prior, sig_value = _sigma_setting(sigma_prior)
+    terms, m0, V0, taus, sig_prior, sig_value = _proper_hierarchical_model(
+        p, groups, beta_mean, beta_cov, tau_priors, sigma_prior, who="chib_hierarchical",
+        otherwise="use chib_linear_gibbs for a model without group effects")
     for name, pr in [(f"{g.name}_sigma", t) for g, t in zip(terms, taus, strict=True)] + \
             [("sigma", sig_prior)]:
         if pr is not None and isinstance(pr, P.Flat):
@@ -1409,12 +1417,7 @@ def chib_hierarchical(X, y, groups, *, names, beta_mean, beta_cov, tau_priors, s
         point[name] = float(np.median(draws))
 
     # least-squares expansion point of the weighted residual sum of squares (for sigma)
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
-    theta_hat = linalg.lstsq(stats.WtW, stats.Wty, cond=None)[0]
-    fitted = X @ theta_hat[:p]
-    for t, g in enumerate(terms):
-        fitted += g.matrix() @ theta_hat[stats.blocks[t + 1]]
-    ss_min = float(np.sum(w * np.square(y - fitted)))
+    theta_hat, ss_min = least_squares_point(stats, X, y, terms, weights)
 
     def log_h(source, t, name) -> np.ndarray:
         """Per-draw log full-conditional density of scale ``name`` at its starred value."""
@@ -1507,17 +1510,9 @@ def laplace_scales(X, y, groups, *, names, beta_mean, beta_cov, tau_priors, sigm
     """
     X, y = as_design(X, y)
     n, p = X.shape
-    terms = tuple(groups)
-    if not terms:
-        raise ValueError("groups is empty: laplace_scales needs at least one group term "
-                         "(use laplace on the model's log density otherwise).")
-    if beta_cov is None:
-        raise ValueError("beta_cov is None (a flat prior): the evidence is undefined under an "
-                         "improper prior; give a proper prior covariance.")
-    m0 = vector("beta_mean", beta_mean, p)
-    V0 = spd_matrix("beta_cov", beta_cov, p)
-    taus = _tau_priors(tau_priors, terms)
-    sig_prior, sig_value = _sigma_setting(sigma_prior)
+    terms, m0, V0, taus, sig_prior, sig_value = _proper_hierarchical_model(
+        p, groups, beta_mean, beta_cov, tau_priors, sigma_prior, who="laplace_scales",
+        otherwise="use laplace on the model's log density otherwise")
     free = [t for t, pr in enumerate(taus) if not isinstance(pr, P.Constant)]
     labels = [f"{terms[t].name}_sigma" for t in free] + (["sigma"] if sig_prior else [])
     if not labels:

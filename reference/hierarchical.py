@@ -939,6 +939,19 @@ def _sigma_setting(sigma_prior) -> tuple[priors.Prior | None, float]:
     return prior, np.nan
 
 
+def least_squares_point(stats: SufficientStats, X, y, terms, weights
+                        ) -> tuple[np.ndarray, float]:
+    r"""Weighted least squares :math:`\hat\theta` and its residual sum of squares, the point
+    about which :func:`residual_ss` expands :math:`\|y - W\theta\|^2_\Omega`."""
+    p = X.shape[1]
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    theta_hat = linalg.lstsq(stats.WtW, stats.Wty, cond=None)[0]
+    fitted = X @ theta_hat[:p]
+    for t, g in enumerate(terms):
+        fitted += g.matrix() @ theta_hat[stats.blocks[t + 1]]
+    return theta_hat, float(np.sum(w * np.square(y - fitted)))
+
+
 def _setup(X, y, groups, names, beta_mean, beta_cov, tau_priors, sigma_prior, weights,
            strategy) -> _Setup:
     X, y = as_design(X, y)
@@ -972,13 +985,7 @@ def _setup(X, y, groups, names, beta_mean, beta_cov, tau_priors, sigma_prior, we
         beta_shift = linalg.cho_solve(factor, m)
     taus = _tau_priors(tau_priors, terms)
     sig_prior, sig_value = _sigma_setting(sigma_prior)
-    # weighted least squares about which the residual sum of squares is expanded
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
-    theta_hat = linalg.lstsq(stats.WtW, stats.Wty, cond=None)[0]
-    fitted = X @ theta_hat[:p]
-    for t, g in enumerate(terms):
-        fitted += g.matrix() @ theta_hat[stats.blocks[t + 1]]
-    ss_min = float(np.sum(w * np.square(y - fitted)))
+    theta_hat, ss_min = least_squares_point(stats, X, y, terms, weights)
     scale0 = float(np.std(y)) if np.std(y) > 0 else 1.0
     return _Setup(stats, names, terms, beta_precision, beta_shift, taus, sig_prior, sig_value,
                   theta_hat, ss_min, scale0, strategy, theta_plan(stats))
