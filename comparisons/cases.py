@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from comparisons.casefile import load_case
@@ -32,8 +33,15 @@ def load(name_or_path: str) -> tuple[ModelSpec, dict]:
     """``(spec, sampler settings)`` for a built-in case name or a case file path."""
     files = case_files()
     if name_or_path in files:
-        return load_case(files[name_or_path])
+        spec, sampler = load_case(files[name_or_path])
+        return replace(spec, data_code=_data_code(name_or_path)), sampler
     if str(name_or_path).endswith(".toml") or Path(name_or_path).exists():
-        return load_case(name_or_path)
+        spec, sampler = load_case(name_or_path)
+        return replace(spec, data_code=_data_code(str(Path(name_or_path).resolve()))), sampler
     raise ValueError(f"unknown case {name_or_path!r}; built-in cases are: {', '.join(files)}; "
                      "or give the path of a .toml case file.")
+
+
+def _data_code(case: str) -> str:
+    """Python that loads a case's data exactly as the suite does (offline)."""
+    return f"from comparisons.cases import get_case\n\ndata = get_case({case!r}).data\n"

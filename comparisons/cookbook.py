@@ -47,13 +47,16 @@ def example_spec(formula: str, data: pd.DataFrame | None = None) -> ModelSpec:
     """``formula`` with explicit priors: Normal(0, 10) coefficients, HalfNormal(1) sds."""
     from formulae import design_matrices
 
+    given = data
     data = example_data() if data is None else data
     dm = design_matrices(formula, data)
     priors = {t: Normal(0.0, 10.0) for t in dm.common.terms}
     if dm.group is not None:
         priors.update({t: GroupPrior(HalfNormal(1.0)) for t in dm.group.terms})
+    code = ("from comparisons.cookbook import example_data\n\ndata = example_data()\n"
+            if given is None else "")
     return ModelSpec(name=formula, data=data, formula=formula, priors=priors,
-                     sigma=HalfNormal(1.0))
+                     sigma=HalfNormal(1.0), data_code=code)
 
 
 def _matrix(spec: ModelSpec, rows: int = 3) -> str:

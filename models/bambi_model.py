@@ -66,6 +66,8 @@ def bambi_code(spec: ModelSpec) -> str:
     nig = spec.coef_scale_by_sigma
     ig_variance = isinstance(sigma, InverseGamma) and sigma.on == "sigma2"
     lines = ["import bambi as bmb"]
+    if isinstance(sigma, NoiseColumn):
+        lines.append("import numpy as np")
     if ig_variance:
         lines += ["import pymc as pm", "import pytensor.tensor as pt"]
     lines += ["", 'bmb.config["UNUSED_PRIORS"] = "error"  # a misspelled prior name fails']
@@ -104,6 +106,13 @@ def bambi_code(spec: ModelSpec) -> str:
         lines += [f'model = bmb.Model("{spec.formula}", data, priors=priors,',
                   "                  center_predictors=False, auto_scale=False)"]
     return "\n".join(lines) + "\n"
+
+
+def bambi_script(spec: ModelSpec) -> str:
+    """:func:`bambi_code` preceded by the code that loads its data: it runs as printed."""
+    from models._render import data_code
+
+    return data_code(spec, arrays=False) + "\n" + bambi_code(spec)
 
 
 def build_bambi_model(spec: ModelSpec):

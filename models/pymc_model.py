@@ -110,6 +110,14 @@ def pymc_code(spec: ModelSpec, *, marginal: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pymc_script(spec: ModelSpec) -> str:
+    """:func:`pymc_code` preceded by the code that builds its data from the formula (formulae),
+    as :class:`~models.spec.ModelSpec` does: it runs as printed, in a fresh interpreter."""
+    from models._render import data_code
+
+    return data_code(spec, arrays=True) + "\n" + pymc_code(spec)
+
+
 def namespace(spec: ModelSpec) -> dict:
     """The data the generated source refers to."""
     d = spec.design()
@@ -206,4 +214,5 @@ def keep_parameters(dt, spec: ModelSpec):
     return dt
 
 
-__all__ = ["SAMPLERS", "build_pymc_model", "fit_pymc", "keep_parameters", "pymc_code"]
+__all__ = ["SAMPLERS", "build_pymc_model", "fit_pymc", "keep_parameters", "pymc_code",
+           "pymc_script"]

@@ -148,6 +148,9 @@ class ModelSpec:
     unsupported: dict = field(default_factory=dict)
     #: extra evidence estimators to run for this case (``"smc"``: PyMC's SMC)
     evidence: tuple = ()
+    #: Python source that assigns this model's data frame to ``data`` (shown in printed models,
+    #: so that they run as printed); empty when the data came from elsewhere
+    data_code: str = ""
 
     def __post_init__(self):
         d = self.design()
