@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 # Prefer an explicit 3.12 interpreter; fall back to python3 (pyenv resolves it through .python-version).
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
 
-# Keep PyTensor's compile cache and matplotlib's state inside the checkout.
+# Keep the suite's cache, PyTensor's compile cache and matplotlib's state inside the checkout
+# (make clean removes them); outside make the cache follows $CROSSCHECK_CACHE or XDG_CACHE_HOME.
+export CROSSCHECK_CACHE ?= $(CURDIR)/.cache/crosscheck
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 export MPLBACKEND ?= Agg
 # The reference samplers work with small matrices; BLAS threads only add overhead there.

@@ -4,7 +4,12 @@ An entry's key hashes everything its content depends on: the case (formula, prio
 hash), the backend, the sampler settings and seed, the package versions and the suite's own
 source. A rerun with the same inputs reuses the entry; change any input and the key changes.
 
-Every entry is a folder holding its files and a ``manifest.json`` with each file's SHA-256. It is
+Where it lives (:func:`default_cache_dir`): ``$CROSSCHECK_CACHE`` when set, else
+``$XDG_CACHE_HOME/bayes-crosscheck``, else ``~/.cache/bayes-crosscheck``; the command line's
+``--cache-dir`` overrides both. Nothing is written next to the installed package.
+
+Every entry is a folder holding its files and a ``manifest.json`` with each file's SHA-256 and
+an ``about`` record (which case, backend and settings the hashed folder holds). It is
 written to a temporary folder and renamed into place, so an interrupt never leaves half an entry;
 on reading, a missing or mismatching file marks the entry corrupt, and it is deleted and
 recomputed, never trusted.
@@ -23,7 +28,6 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DIR = ROOT / ".cache" / "crosscheck"
 PACKAGES = ("numpy", "scipy", "pandas", "xarray", "pymc", "pytensor", "bambi", "formulae",
             "arviz-base", "arviz-stats", "nutpie", "matplotlib", "arviz-plots")
 
@@ -61,15 +65,26 @@ def make_key(*, source: tuple = ("reference", "models", "comparisons"), **parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def default_cache_dir() -> Path:
+    """``$CROSSCHECK_CACHE``, else ``$XDG_CACHE_HOME/bayes-crosscheck``, else
+    ``~/.cache/bayes-crosscheck`` (the XDG base-directory default)."""
+    env = os.environ.get("CROSSCHECK_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "bayes-crosscheck"
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Cache:
-    """Entries under ``root`` (default ``.cache/crosscheck`` in the checkout)."""
+    """Entries under ``root`` (default: :func:`default_cache_dir`, resolved when created)."""
 
     def __init__(self, root: Path | str | None = None, enabled: bool = True):
-        self.root = Path(root) if root is not None else DEFAULT_DIR
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.enabled = enabled
 
     def _entry(self, kind: str, key: str) -> Path:
@@ -95,8 +110,12 @@ class Cache:
             return None
         return entry
 
-    def put(self, kind: str, key: str, write) -> Path:
-        """Create an entry: ``write(folder)`` fills a temporary folder, renamed into place."""
+    def put(self, kind: str, key: str, write, about: dict | None = None) -> Path:
+        """Create an entry: ``write(folder)`` fills a temporary folder, renamed into place.
+
+        ``about`` (what the entry holds: case, backend, settings) goes into its manifest, so a
+        hashed folder can be identified without recomputing its key.
+        """
         entry = self._entry(kind, key)
         if not self.enabled:
             return entry
@@ -105,7 +124,8 @@ class Cache:
         try:
             write(tmp)
             files = {p.name: _sha(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-            (tmp / "manifest.json").write_text(json.dumps({"files": files}, indent=1))
+            manifest = {"kind": kind, "about": about or {}, "files": files}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(tmp, entry)
         except BaseException:
@@ -129,11 +149,11 @@ class Cache:
             shutil.rmtree(entry, ignore_errors=True)
             return None
 
-    def save_fit(self, key: str, dt) -> None:
+    def save_fit(self, key: str, dt, about: dict | None = None) -> None:
         def write(folder: Path):
             _clean_attrs(dt).to_netcdf(folder / "fit.nc", engine="h5netcdf")
 
-        self.put("fits", key, write)
+        self.put("fits", key, write, about=about)
 
 
 def _clean_attrs(dt):
