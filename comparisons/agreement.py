@@ -11,9 +11,19 @@ with the MCSE from arviz (``sd / sqrt(ESS)`` for the mean, the ESS-based formula
 quantiles; Vehtari et al. 2021). Under a correct sampler :math:`z` is close to standard normal,
 so :math:`|z| < z_{\max}` holds with a known false-alarm rate per quantity.
 
-A posterior *correlation* :math:`\rho` between two coefficients is tested through the product of
-exactly standardized draws, :math:`w = (a - \mu_a)(b - \mu_b) / (\sigma_a \sigma_b)`, whose
-expectation is :math:`\rho`: its mean and MCSE follow from arviz like any other mean.
+A posterior *correlation* :math:`\rho` between two coefficients is estimated by the sample
+correlation :math:`r` of the draws, each set standardized by its own mean and sd (never by the
+exact ones: a stuck chain must not pass for a correlation). Its MCSE comes from the delta method:
+with :math:`\tilde a_t, \tilde b_t` the standardized draws,
+
+.. math::
+
+    r - \rho \approx \frac1n \sum_t \Big[\tilde a_t \tilde b_t
+    - \frac{r}{2}\big(\tilde a_t^2 + \tilde b_t^2\big)\Big],
+
+so the MCSE of :math:`r` is the MCSE of the mean of that influence series (arviz, which accounts
+for autocorrelation). For independent normal draws its variance is the classical
+:math:`(1-\rho^2)^2/n`.
 
 References
 ----------
@@ -29,7 +39,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = ["QUANTITIES", "Check", "check_against_exact", "check_correlation",
-           "quantile_z_between"]
+           "correlation_mcse", "quantile_z_between"]
 
 #: The quantities compared for every scalar parameter, with their arviz MCSE method.
 QUANTITIES = {"mean": ("mean", None), "sd": ("sd", None), "q05": ("quantile", 0.05),
@@ -165,13 +175,32 @@ def _z(diff: float, se: float) -> float:
     return 0.0 if diff == 0 else float("inf")
 
 
-def check_correlation(names: tuple[str, str], a, b, mean, sd, rho: float) -> Check:
-    """Compare the posterior correlation of draws ``a`` and ``b`` with the exact ``rho``.
+def correlation_influence(a, b) -> tuple[float, np.ndarray]:
+    """The sample correlation of draws ``a`` and ``b`` (chain, draw) and its influence series.
 
-    ``mean`` and ``sd`` are the exact means and sds of the two parameters.
+    ``r - rho`` is to first order the mean of the series, so ``mcse(series, "mean")`` is the
+    MCSE of ``r`` (see the module docstring).
     """
-    with np.errstate(all="ignore"):
-        w = ((np.asarray(a) - mean[0]) / sd[0]) * ((np.asarray(b) - mean[1]) / sd[1])
-    est = float(w.mean())
-    se = mcse(w, "mean") if np.all(np.isfinite(w)) else float("nan")
-    return Check(f"corr({names[0]}, {names[1]})", "corr", est, float(rho), se, _z(est - rho, se))
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return float("nan"), np.full(a.shape, np.nan)
+    sa, sb = a.std(), b.std()
+    if not (sa > 0 and sb > 0):  # a constant set of draws has no correlation
+        return float("nan"), np.full(a.shape, np.nan)
+    ta, tb = (a - a.mean()) / sa, (b - b.mean()) / sb
+    r = float(np.mean(ta * tb))
+    return r, ta * tb - 0.5 * r * (ta * ta + tb * tb)
+
+
+def correlation_mcse(a, b) -> tuple[float, float]:
+    """``(r, MCSE of r)`` for draws ``a`` and ``b`` shaped (chain, draw)."""
+    r, series = correlation_influence(a, b)
+    if not np.isfinite(r):
+        return r, float("nan")
+    return r, mcse(series, "mean")
+
+
+def check_correlation(names: tuple[str, str], a, b, rho: float) -> Check:
+    """Compare the sample correlation of draws ``a`` and ``b`` with the exact ``rho``."""
+    r, se = correlation_mcse(a, b)
+    return Check(f"corr({names[0]}, {names[1]})", "corr", r, float(rho), se, _z(r - rho, se))

@@ -32,12 +32,19 @@ def settings_for(sampler: dict, **overrides) -> dict:
 
 
 def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=None, tune=None,
-        chains=None, seed=None, cache: bool | Cache = True, progress=None,
-        alpha: float | None = None) -> dict:
+        chains=None, seed=None, cache: bool | str | Path | Cache = True, progress=None,
+        alpha: float | None = None, index_link: bool = False,
+        log_likelihood: bool = False) -> dict:
     """Run one case (a built-in name or a case-file path); write its report if ``out`` is given.
 
+    ``out/<case>/`` then holds ``report.html``, ``report.md``, ``summary.json`` and each
+    backend's posterior as ``<backend>.nc`` (read them back with :func:`posteriors`).
     ``alpha`` is the case's family-wise false-alarm budget (default 1%; :func:`report` shares
-    1% among its cases). Returns the case summary (the content of ``summary.json``).
+    1% among its cases). ``cache`` is True (the default location, see
+    :func:`comparisons.cache.default_cache_dir`), False, a folder or a
+    :class:`~comparisons.cache.Cache`. ``index_link`` links the page to ``../index.html``;
+    ``log_likelihood`` adds pointwise log likelihoods to the netCDF files.
+    Returns the case summary (the content of ``summary.json``).
     """
     from comparisons.verdicts import ALPHA
 
@@ -45,30 +52,60 @@ def run(case: str, *, out: str | Path | None = "reports", backends=None, draws=N
     spec, sampler = load(case)
     s = settings_for(sampler, draws=draws, tune=tune, chains=chains, seed=seed)
     backends = tuple(spec.backends if backends is None else backends)
-    store = cache if isinstance(cache, Cache) else Cache(enabled=bool(cache))
-    key = make_key(kind="case", spec=fingerprint(spec), backends=backends, alpha=alpha, **s)
+    store = as_cache(cache)
+    key = make_key(kind="case", spec=fingerprint(spec), backends=backends, alpha=alpha,
+                   index_link=index_link, log_likelihood=log_likelihood, **s)
     entry = store.get("cases", key)
     if entry is not None and out is not None:
         if progress is not None:
             progress(f"{spec.name}: reusing the cached result")
         folder = Path(out) / spec.name
-        for name in ("summary.json", "report.html", "report.md"):
-            atomic_write(folder / name, (entry / name).read_bytes())
+        for path in sorted(entry.iterdir()):
+            if path.name != "manifest.json" and not path.name.startswith("."):
+                atomic_write(folder / path.name, path.read_bytes())
+        for stale in folder.glob("*.nc"):
+            if not (entry / stale.name).exists():
+                stale.unlink()
         return json.loads((entry / "summary.json").read_text())
     result = run_case(spec, backends=backends, progress=progress, cache=store, alpha=alpha, **s)
     if out is None:
         from comparisons.report import summary
 
         return summary(result)
-    summ = write_case(result, Path(out), cache=store)
+    summ = write_case(result, Path(out), cache=store, index_link=index_link,
+                      log_likelihood=log_likelihood)
     folder = Path(out) / spec.name
+    names = ["summary.json", "report.html", "report.md", *summ["posteriors"].values()]
 
     def fill(tmp: Path):
-        for name in ("summary.json", "report.html", "report.md"):
+        for name in names:
             (tmp / name).write_bytes((folder / name).read_bytes())
 
-    store.put("cases", key, fill)
+    store.put("cases", key, fill, about={"case": spec.name, "backends": list(backends), **s})
     return summ
+
+
+def posteriors(case: str, out: str | Path = "reports") -> dict:
+    """Each backend's posterior from a run's ``out/<case>/<backend>.nc``, as ArviZ DataTrees.
+
+    >>> fits = posteriors("tutorial")                     # doctest: +SKIP
+    >>> sorted(fits)                                      # doctest: +SKIP
+    ['bambi', 'pymc', 'reference']
+    >>> fits["reference"]["posterior"]["x"].mean().item() # doctest: +SKIP
+    """
+    from comparisons import posteriors as post
+
+    name = load(case)[0].name if not (Path(out) / case).is_dir() else case
+    return post.load(Path(out) / name)
+
+
+def as_cache(cache: bool | str | Path | Cache) -> Cache:
+    """A :class:`Cache` from True (default location), False (disabled) or a folder."""
+    if isinstance(cache, Cache):
+        return cache
+    if isinstance(cache, str | Path):
+        return Cache(cache)
+    return Cache(enabled=bool(cache))
 
 
 def report(out: str | Path = "reports", *, cases=None, progress=None, **kwargs) -> list[dict]:
@@ -78,8 +115,8 @@ def report(out: str | Path = "reports", *, cases=None, progress=None, **kwargs) 
     (Bonferroni across cases, Holm within each), see :func:`case_alpha`.
     """
     cases = list(cases or CASES)
-    summaries = [run(c, out=out, progress=progress, alpha=case_alpha(len(cases)), **kwargs)
-                 for c in cases]
+    summaries = [run(c, out=out, progress=progress, alpha=case_alpha(len(cases)),
+                     index_link=True, **kwargs) for c in cases]
     write_index(summaries, Path(out), bayes_factors=bayes_factor_rows(
         cache=kwargs.get("cache", True), progress=progress))
     return summaries
@@ -100,7 +137,7 @@ def bayes_factor_rows(cache: bool | Cache = True, progress=None, seed: int = 202
     """The Bayes factors of :data:`comparisons.evidence.BAYES_FACTORS` (cached)."""
     from comparisons.evidence import BAYES_FACTORS, bayes_factors
 
-    store = cache if isinstance(cache, Cache) else Cache(enabled=bool(cache))
+    store = as_cache(cache)
     key = make_key(kind="bayes-factors", table=BAYES_FACTORS, seed=seed)
     entry = store.get("bayes-factors", key)
     if entry is not None:
@@ -208,36 +245,37 @@ def _dataset_to_frame(post, spec):
 
 
 def compare_draws(draws_file: str | Path, case: str, *, out: str | Path | None = "reports",
-                  backends=("pymc",), cache: bool | Cache = True, progress=None, **settings):
+                  backends=("pymc",), cache: bool | str | Path | Cache = True, progress=None,
+                  log_likelihood: bool = False, **settings):
     """Check a user's draws against the exact answer and the named backends.
 
+    The page, summary and posteriors (``user.nc`` among them) go to ``out/<case>-user-draws/``.
     Returns the summary; its ``verdict_user`` is the verdict of the checks involving the user's
-    draws (what the command line's exit status reports).
+    draws (what the command line's exit status reports), ``verdict_user_reason`` says why when
+    that is not "agree", and ``report`` is the page's path (None without ``out``).
     """
-    from comparisons.harness import case_evidence, compare
-    from comparisons.verdicts import overall
-    from comparisons.evidence import evidence_checks
+    from comparisons.verdicts import explain, overall
 
     spec, sampler = load(case)
     user = read_draws(draws_file, spec)
     s = settings_for(sampler, **settings)
-    store = cache if isinstance(cache, Cache) else Cache(enabled=bool(cache))
-    result = run_case(spec, backends=tuple(backends), progress=progress, cache=store, **s)
-    result.posteriors = {"user": user, **result.posteriors}
-    result.wall_times["user"] = 0.0
-    result.checks = compare(spec, result.posteriors, result.exact)
-    result.evidence = case_evidence(spec, result, store)
-    result.evidence_checks = evidence_checks(result.evidence)
+    store = as_cache(cache)
+    result = run_case(spec, backends=tuple(backends), progress=progress, cache=store,
+                      extra={"user": user}, **s)
+    mine = [c for c in result.checks if "user" in (c["backend"], c.get("other"))]
+    mine += [c for c in result.evidence_checks if c["backend"] == "user"]
+    extra = {"verdict_user": overall(mine),
+             "verdict_user_reason": explain(mine, {"user": result.diagnostics["user"]}),
+             "draws_file": str(draws_file)}
     if out is not None:
         from dataclasses import replace
 
         result.spec = replace(spec, name=f"{spec.name}-user-draws")
-        summ = write_case(result, Path(out), cache=store)
+        page = Path(out) / result.spec.name / "report.html"
+        summ = write_case(result, Path(out), cache=store, log_likelihood=log_likelihood,
+                          extra={**extra, "report": str(page)})
     else:
         from comparisons.report import summary
 
-        summ = summary(result)
-    mine = [c for c in result.checks if "user" in (c["backend"], c.get("other"))]
-    mine += [c for c in result.evidence_checks if c["backend"] == "user"]
-    summ["verdict_user"] = overall(mine)
+        summ = {**summary(result), **extra, "report": None}
     return summ

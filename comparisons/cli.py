@@ -37,40 +37,102 @@ def _seed(text: str) -> int:
     return v
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("bayes-crosscheck")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (unless the help already says it, or the option is
+    a flag); descriptions kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS)
+                or action.option_strings == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="crosscheck",
-        description="Check Bayesian regression backends against each other and exact answers. "
-                    "Exit status: 0 agree, 1 disagree, 2 bad input, 3 inconclusive.")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the built-in cases")
+        prog="crosscheck", formatter_class=_Formatter,
+        description="Check Bayesian regression backends (a from-scratch reference, PyMC and "
+                    "Bambi) against each other and against exact answers, or check your own "
+                    "sampler's draws.",
+        epilog="Exit status: 0 agree, 1 disagree, 2 bad input or usage, 3 inconclusive "
+               "(some draws mixed too poorly to judge).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def sampling_options(sp):
+    def add(name, help_, description):
+        return sub.add_parser(name, help=help_, description=description,
+                              formatter_class=_Formatter)
+
+    add("list", "list the built-in cases with a one-line description",
+        "List the built-in cases (comparisons/cases/*.toml) and what each one checks.")
+
+    def common(sp):
+        sp.add_argument("--quiet", "-q", action="store_true",
+                        help="print only errors and the final result (no progress)")
+        sp.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="where finished fits are kept (default: $CROSSCHECK_CACHE, else "
+                             "$XDG_CACHE_HOME/bayes-crosscheck, else ~/.cache/bayes-crosscheck)")
+        sp.add_argument("--no-cache", action="store_true",
+                        help="refit everything and store nothing")
+
+    def sampling_options(sp, backends_default="the case file's backends"):
         sp.add_argument("--backends", nargs="+", choices=BACKENDS, default=None,
-                        help="default: the case file's backends")
-        sp.add_argument("--draws", type=_positive_int, default=None)
-        sp.add_argument("--tune", type=_positive_int, default=None)
-        sp.add_argument("--chains", type=_positive_int, default=None)
-        sp.add_argument("--seed", type=_seed, default=None)
-        sp.add_argument("--out", type=Path, default=Path("reports"))
-        sp.add_argument("--no-cache", action="store_true", help="refit everything")
+                        help=f"backends to fit (default: {backends_default})")
+        sp.add_argument("--draws", type=_positive_int, default=None,
+                        help="draws per chain (default: the case file's, else 1000)")
+        sp.add_argument("--tune", type=_positive_int, default=None,
+                        help="warmup draws per chain (default: the case file's, else 1000)")
+        sp.add_argument("--chains", type=_positive_int, default=None,
+                        help="chains (default: the case file's, else 4)")
+        sp.add_argument("--seed", type=_seed, default=None,
+                        help="root seed; each backend derives its own (default: the case "
+                             "file's, else 20261121)")
+        sp.add_argument("--out", type=Path, default=Path("reports"),
+                        help="folder for the reports and posteriors (<out>/<case>/)")
+        sp.add_argument("--log-likelihood", action="store_true",
+                        help="add pointwise log likelihoods to each <backend>.nc (for az.loo)")
+        common(sp)
 
-    run = sub.add_parser("run", help="run one case (a built-in name or a .toml file)")
-    run.add_argument("case")
+    run = add("run", "run one case (a built-in name or a .toml file)",
+              "Fit one case with every backend, compare the posteriors with the exact answer "
+              "and each other, and write <out>/<case>/report.html, summary.json, report.md and "
+              "<backend>.nc.")
+    run.add_argument("case", help="a built-in case name (crosscheck list) or a .toml case file")
     sampling_options(run)
-    run.add_argument("--json", action="store_true", help="print the summary to stdout")
-    rep = sub.add_parser("report", help="run every built-in case and write index.html")
+    run.add_argument("--json", action="store_true", help="print the case summary as JSON")
+    rep = add("report", "run every built-in case and write index.html",
+              "Run every built-in case and write <out>/index.html with a page per case and the "
+              "Bayes factors between specifications. The 1%% false-alarm budget is shared by "
+              "the cases.")
     sampling_options(rep)
-    cmp_ = sub.add_parser("compare", help="check your own sampler's draws (.csv, .nc, .zarr) "
-                                          "against the exact answer and PyMC")
-    cmp_.add_argument("draws_file", metavar="DRAWS", type=Path)
+    rep.add_argument("--json", action="store_true",
+                     help="print each case's verdict, reason and files as JSON")
+    cmp_ = add("compare", "check your own sampler's draws (.csv, .nc, .zarr)",
+               "Check draws from your own sampler against the exact answer and PyMC. A CSV has "
+               "one column per scalar parameter, named as in the case (Intercept, x, sigma; "
+               "vector parameters as 1|g[level]) and optional chain and draw columns. The page "
+               "goes to <out>/<case>-user-draws/report.html.")
+    cmp_.add_argument("draws_file", metavar="DRAWS", type=Path,
+                      help="your draws: a .csv, or an ArviZ .nc or .zarr with a posterior group")
     cmp_.add_argument("--case", required=True, help="a built-in case name or a .toml file")
-    sampling_options(cmp_)
-    cmp_.add_argument("--json", action="store_true", help="print the summary to stdout")
-    sbc = sub.add_parser("sbc", help="simulation-based calibration of the reference samplers "
-                                     "(runs the SBC study; see make validate)")
+    sampling_options(cmp_, backends_default="pymc")
+    cmp_.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sbc = add("sbc", "simulation-based calibration of the reference samplers",
+              "Run the simulation-based calibration study (the tests in tests/test_sbc.py; "
+              "needs a source checkout).")
     sbc.add_argument("--quick", action="store_true", help="the short version from make test")
-    sub.add_parser("bench", help="run the benchmark scripts (same as make bench)")
+    add("bench", "run the benchmark scripts (same as make bench)",
+        "Run benchmarks/run_all.py (needs a source checkout); prints figures, asserts nothing.")
     return p
 
 
@@ -90,8 +152,14 @@ class _Progress:
             bar = sys.stderr.isatty()
         if bar:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                                       TextColumn, TimeElapsedColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._bar = Progress(SpinnerColumn(), TextColumn("cases"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(),
@@ -148,6 +216,36 @@ def _exit_code(verdicts) -> int:
     return EXIT_AGREE
 
 
+def _one_line(text: str, width: int = 90) -> str:
+    """The first sentence of a case description, cut to ``width`` characters."""
+    first = " ".join(text.split()).split(". ")[0].rstrip(".")
+    return first if len(first) <= width else first[:width - 3].rstrip() + "..."
+
+
+def _cache(args):
+    if args.no_cache:
+        return False
+    return args.cache_dir if args.cache_dir is not None else True
+
+
+class _Quiet:
+    """Progress that prints nothing (``--quiet``)."""
+
+    def __call__(self, msg: str) -> None:
+        pass
+
+    def advance(self, msg: str | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _verdict_line(summ: dict, page: Path) -> str:
+    why = f" ({summ['verdict_reason']})" if summ.get("verdict_reason") else ""
+    return f"{summ['case']}: {summ['verdict']}{why} -> {page}"
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from comparisons.cases import CASES, load
@@ -155,7 +253,7 @@ def main(argv=None) -> int:
     if args.command == "list":
         for name in CASES:
             spec, _ = load(name)
-            print(f"{name:24s} {spec.formula}")
+            print(f"{name:24s} {_one_line(spec.description) or spec.formula}")
         return EXIT_AGREE
     if args.command in ("sbc", "bench"):
         return _hook(args)
@@ -172,36 +270,98 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"crosscheck: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    progress = _Progress(len(names))
+    progress = _Quiet() if args.quiet else _Progress(len(names))
     settings = {"backends": args.backends, "draws": args.draws, "tune": args.tune,
-                "chains": args.chains, "seed": args.seed, "cache": not args.no_cache}
+                "chains": args.chains, "seed": args.seed, "cache": _cache(args),
+                "log_likelihood": args.log_likelihood}
     summaries = []
+    index = None
     try:
         for n in names:
             # the report's 1% budget is shared by its cases; one case keeps all of it
             summ = api.run(n, out=args.out, progress=progress,
-                           alpha=api.case_alpha(len(names)), **settings)
-            worst = max((abs(c["z"]) for c in summ["comparisons"]), default=float("nan"))
-            progress.advance(f"{summ['case']}: {summ['verdict']} ({len(summ['comparisons'])} "
-                             f"checks, max |z| = {worst:.2f}) -> "
-                             f"{args.out / summ['case'] / 'report.html'}")
+                           alpha=api.case_alpha(len(names)),
+                           index_link=args.command == "report", **settings)
+            progress.advance(_verdict_line(summ, args.out / summ["case"] / "report.html"))
             summaries.append(summ)
         if args.command == "report":
             from comparisons.report import write_index
 
-            bf = api.bayes_factor_rows(cache=not args.no_cache, progress=progress)
+            bf = api.bayes_factor_rows(cache=_cache(args), progress=progress)
             index = write_index(summaries, args.out, bayes_factors=bf)
             progress.close()
-            print(f"wrote {index}", file=sys.stderr)
+            if not args.quiet:
+                print(f"wrote {index}", file=sys.stderr)
     except ModelMismatch as err:
         progress.close()
         print(f"crosscheck: the backends are not the same model: {err}", file=sys.stderr)
         return EXIT_DISAGREE
     finally:
         progress.close()
-    if getattr(args, "json", False):
-        print(json.dumps(summaries[0], indent=1))
-    return _exit_code(s["verdict"] for s in summaries)
+    code = _exit_code(s["verdict"] for s in summaries)
+    if args.command == "run":
+        summ = summaries[0]
+        if args.json:
+            print(json.dumps(summ, indent=1, default=str))
+        elif args.quiet:
+            print(_verdict_line(summ, args.out / summ["case"] / "report.html"))
+        else:
+            _print_worst(summ["comparisons"] + summ.get("evidence", {}).get("checks", []), summ)
+    elif args.json:
+        print(json.dumps(_report_json(summaries, args.out, index, code), indent=1, default=str))
+    elif args.quiet:
+        print(f"{_overall(summaries)}: {index}")
+    return code
+
+
+def _overall(summaries) -> str:
+    from comparisons.verdicts import overall
+
+    return overall([{"verdict": s["verdict"]} for s in summaries])
+
+
+def _report_json(summaries, out: Path, index, code: int) -> dict:
+    """What ``report --json`` prints: each case's verdict, reason and files."""
+    from comparisons.report import worst_rows
+
+    return {"verdict": _overall(summaries), "exit_status": code, "index": str(index),
+            "cases": [{"case": s["case"], "verdict": s["verdict"],
+                       "reason": s.get("verdict_reason", ""),
+                       "checks": len(s["comparisons"]),
+                       "report": str(out / s["case"] / "report.html"),
+                       "summary": str(out / s["case"] / "summary.json"),
+                       "posteriors": {b: str(out / s["case"] / f) for b, f in
+                                      s.get("posteriors", {}).items()},
+                       "worst": [{k: c.get(k) for k in ("backend", "other", "parameter",
+                                                        "quantity", "estimate", "target",
+                                                        "diff_sd", "z", "z_scale", "verdict",
+                                                        "reason")}
+                                 for c in worst_rows(s["comparisons"], 3)]}
+                      for s in summaries]}
+
+
+def _print_worst(rows: list[dict], summ: dict, n: int = 5, file=None) -> None:
+    """The worst few rows (estimate, target, difference in sd, z), the z scale said once, and
+    the smallest difference the run can detect."""
+    from comparisons.report import Z_TEXT, detectable_text, format_row, worst_rows
+
+    file = file or sys.stderr
+    judged = [r for r in rows if "z" in r]
+    print(f"worst of {len(judged)} checks ({Z_TEXT}):", file=file)
+    for c in worst_rows(judged, n):
+        print(f"  {format_row(c)}", file=file)
+    for c in rows:
+        if "z" not in c and c.get("verdict") != "agree":  # evidence checks
+            diff = c.get("difference")
+            print(f"  evidence {c['method']} ({c['backend']}): {c['verdict']}"
+                  + (f", {c['log_evidence']:.3f} vs exact {c['exact']:.3f} "
+                     f"(difference {diff:+.3f} nats, tolerance {c['tolerance']:.3f})"
+                     if diff is not None else "")
+                  + (f": {c['reason']}" if c.get("reason") else ""), file=file)
+    det = detectable_text(summ.get("detectable", {}),
+                          "user" if "verdict_user" in summ else None)
+    if det:
+        print(f"{det[0].upper()}{det[1:]}.", file=file)
 
 
 def _hook(args) -> int:
@@ -223,22 +383,25 @@ def _compare(args) -> int:
 
     try:
         _check_writable(args.out)
-        progress = _Progress(1)
+        progress = _Quiet() if args.quiet else _Progress(1)
         try:
             summ = api.compare_draws(args.draws_file, args.case, out=args.out,
                                      backends=args.backends or ("pymc",), progress=progress,
-                                     cache=not args.no_cache, draws=args.draws, tune=args.tune,
-                                     chains=args.chains, seed=args.seed)
+                                     cache=_cache(args), draws=args.draws, tune=args.tune,
+                                     chains=args.chains, seed=args.seed,
+                                     log_likelihood=args.log_likelihood)
         finally:
             progress.close()
     except ValueError as err:
         print(f"crosscheck: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    worst = [c for c in summ["comparisons"] if "user" in (c["backend"], c.get("other"))]
-    bad = sorted(worst, key=lambda c: -abs(c["z"]) if c["z"] == c["z"] else 0)[:3]
-    print(f"your draws: {summ['verdict_user']}; largest |z|: " + ", ".join(
-        f"{c['parameter']} {c['quantity']} z = {c['z']:+.1f} (vs {c.get('other')})" for c in bad),
-        file=sys.stderr)
+    mine = [c for c in summ["comparisons"] if "user" in (c["backend"], c.get("other"))]
+    mine += [c for c in summ["evidence"]["checks"] if c["backend"] == "user"]
+    why = f" ({summ['verdict_user_reason']})" if summ.get("verdict_user_reason") else ""
+    print(f"your draws: {summ['verdict_user']}{why}", file=sys.stderr)
+    if not args.quiet:
+        _print_worst(mine, summ)
+    print(f"wrote {summ['report']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summ, indent=1, default=str))
     return _exit_code([summ["verdict_user"]])

@@ -317,12 +317,22 @@ def smc_estimate(spec: ModelSpec, *, draws: int = 2000, chains: int = 4, seed: i
                     f"{REPEATS}"}
 
 
-def evidence_checks(rows: list[dict], *, slack: float = 0.05) -> list[dict]:
+#: estimators that work from a backend's MCMC draws, so their checks are gated by its diagnostics
+FROM_DRAWS = ("bridge-normal", "bridge-warp3", "chib", "chib-jeliazkov")
+
+
+def evidence_checks(rows: list[dict], diags: dict | None = None, *, slack: float = 0.05
+                    ) -> list[dict]:
     """Each estimate against the exact value: |difference| <= 3 se + ``slack`` nats agrees.
 
-    An estimator that failed, or gives no error bar, is inconclusive for its check; the
-    deterministic Laplace baseline is reported but never judged.
+    An estimator that failed, or gives no error bar, is inconclusive for its check; so is an
+    estimate from draws (bridge sampling, Chib, Chib-Jeliazkov) whose backend mixed poorly by
+    ``diags`` (backend -> :func:`comparisons.verdicts.diagnostics`; every parameter counts, as
+    the estimators use the whole joint draw). The deterministic Laplace baseline is reported
+    but never judged.
     """
+    from comparisons.verdicts import gate
+
     exact = next((r for r in rows if r["method"] == "exact" and r["log_evidence"] is not None),
                  None)
     checks = []
@@ -332,12 +342,20 @@ def evidence_checks(rows: list[dict], *, slack: float = 0.05) -> list[dict]:
         if r["method"] in ("exact", "laplace", "all"):
             continue
         if r["log_evidence"] is None or r["se"] is None or not np.isfinite(r["se"]):
-            checks.append({**r, "exact": exact["log_evidence"], "verdict": "inconclusive"})
+            checks.append({**r, "exact": exact["log_evidence"], "verdict": "inconclusive",
+                           "reason": f"{r['method']} gave no estimate with an error bar"})
             continue
         diff = r["log_evidence"] - exact["log_evidence"]
         tol = 3 * float(np.hypot(r["se"], exact["se"] or 0.0)) + slack
-        checks.append({**r, "exact": exact["log_evidence"], "difference": diff,
-                       "tolerance": tol, "verdict": "agree" if abs(diff) <= tol else "disagree"})
+        row = {**r, "exact": exact["log_evidence"], "difference": diff, "tolerance": tol}
+        reason = (gate({"backend": r["backend"], "uses": None}, diags or {})
+                  if r["method"] in FROM_DRAWS else "")
+        if reason:
+            row["verdict"], row["reason"] = "inconclusive", reason
+        else:
+            row["verdict"] = "agree" if abs(diff) <= tol else "disagree"
+            row["reason"] = ""
+        checks.append(row)
     return checks
 
 

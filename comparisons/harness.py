@@ -23,8 +23,13 @@ from itertools import combinations
 
 import numpy as np
 
-from comparisons.agreement import (check_against_exact, check_correlation,
-                                   quantile_z_between)
+from comparisons.agreement import (
+    Check,
+    check_against_exact,
+    check_correlation,
+    correlation_mcse,
+    quantile_z_between,
+)
 from comparisons.cache import make_key
 from models.spec import ModelSpec
 
@@ -76,6 +81,7 @@ class CaseResult:
     equivalence: dict | None = None
     evidence: list = field(default_factory=list)
     evidence_checks: list = field(default_factory=list)
+    diagnostics: dict = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -111,7 +117,7 @@ def fingerprint(spec: ModelSpec) -> dict:
 def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1000,
              chains: int = 4, seed: int = 0, target_accept: float | None = None,
              nuts_sampler: str | None = None, progress=None, check_models: bool = True,
-             cache=None, alpha: float | None = None) -> CaseResult:
+             cache=None, alpha: float | None = None, extra: dict | None = None) -> CaseResult:
     """Fit ``spec`` with each backend and compare it with the exact posterior.
 
     First the backends' log densities are compared term by term
@@ -122,6 +128,7 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
     ``progress(message)`` is called before each backend starts, for progress displays.
     ``alpha`` is the case's family-wise false-alarm budget (default
     :data:`comparisons.verdicts.ALPHA`); a report of K cases gives each ``ALPHA / K``.
+    ``extra`` maps more names to posteriors judged with the fits (a user's own draws come first).
     """
     from comparisons.verdicts import ALPHA
 
@@ -154,7 +161,8 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
             if cache is not None:
                 blob = json.dumps(result.equivalence, default=float)
                 cache.put("equivalence", key,
-                          lambda folder: (folder / "equivalence.json").write_text(blob))
+                          lambda folder: (folder / "equivalence.json").write_text(blob),
+                          about={"case": spec.name, "backends": ppl})
         result.wall_times["equivalence"] = time.perf_counter() - t0
         if not result.equivalence["passed"]:  # the models differ: sampling would only blur that
             raise ModelMismatch(f"{spec.name}: {result.equivalence['message']}")
@@ -179,17 +187,30 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
         if dt is None:
             dt = _fit(b)(spec, **run)
             if cache is not None:
-                cache.save_fit(key, dt)
+                cache.save_fit(key, dt, about={"case": spec.name, "backend": b, **run})
         result.posteriors[b] = dt
         result.wall_times[b] = time.perf_counter() - t0
-    result.checks = compare(spec, result.posteriors, result.exact, alpha=alpha)
+    if extra:
+        result.posteriors = {**extra, **result.posteriors}
+        result.wall_times.update({name: 0.0 for name in extra})
+    judge(result, cache, progress=progress)
+    return result
+
+
+def judge(result: CaseResult, cache=None, *, progress=None) -> CaseResult:
+    """Diagnostics, checks, evidence and evidence checks of the fits in ``result`` (in place)."""
+    from comparisons.evidence import evidence_checks
+    from comparisons.verdicts import diagnostics
+
+    spec, alpha = result.spec, result.settings.get("alpha")
+    result.diagnostics = {b: diagnostics(dt, spec) for b, dt in result.posteriors.items()}
+    result.checks = compare(spec, result.posteriors, result.exact, alpha=alpha,
+                            diags=result.diagnostics)
     if progress is not None:
         progress(f"{spec.name}: evidence")
     t0 = time.perf_counter()
     result.evidence = case_evidence(spec, result, cache)
-    from comparisons.evidence import evidence_checks
-
-    result.evidence_checks = evidence_checks(result.evidence)
+    result.evidence_checks = evidence_checks(result.evidence, result.diagnostics)
     result.wall_times["evidence"] = time.perf_counter() - t0
     return result
 
@@ -216,19 +237,26 @@ def case_evidence(spec: ModelSpec, result: CaseResult, cache=None) -> list[dict]
                        "note": f"failed: {err}"}
             if cache is not None and smc["log_evidence"] is not None:
                 blob = json.dumps(smc)
-                cache.put("smc", key, lambda folder: (folder / "smc.json").write_text(blob))
+                cache.put("smc", key, lambda folder: (folder / "smc.json").write_text(blob),
+                          about={"case": spec.name, **run})
     return estimates(spec, result.posteriors, result.exact, seed=result.settings["seed"],
                      smc=smc)
 
 
-def compare(spec: ModelSpec, posteriors: dict, exact=None, *, alpha: float | None = None
-            ) -> list[dict]:
+def compare(spec: ModelSpec, posteriors: dict, exact=None, *, alpha: float | None = None,
+            diags: dict | None = None) -> list[dict]:
     """Checks of mean, sd, 5% and 95% quantiles (and correlations) with calibrated verdicts.
 
     Every backend is compared with ``exact`` when there is one, and every pair of backends with
-    each other; every scalar element is checked (each level of ``1|g``, ...). Verdicts follow
-    :func:`comparisons.verdicts.decide` (Holm at ``alpha``, default 1%, an equivalence margin,
-    diagnostics).
+    each other; every scalar element is checked (each level of ``1|g``, ...). Correlations of the
+    scalar coefficients are checked against the exact answer, or between backends when there is
+    none. ``diags`` (backend -> :func:`comparisons.verdicts.diagnostics`) is computed when not
+    given. Verdicts follow :func:`comparisons.verdicts.decide` (Holm at ``alpha``, default 1%, an
+    equivalence margin, and the diagnostics of every parameter whose draws a check uses).
+
+    Each row holds ``estimate``, ``target``, ``diff_sd`` (their difference in posterior sds; in
+    correlation units for a correlation), ``z`` and ``z_scale`` (``"value"``: the difference
+    over its MCSE; ``"probability"``: a quantile compared on the probability scale).
     """
     from comparisons.agreement import QUANTITIES, _estimate, _z, mcse
     from comparisons.verdicts import decide, diagnostics
@@ -246,19 +274,15 @@ def compare(spec: ModelSpec, posteriors: dict, exact=None, *, alpha: float | Non
             for label, _, x in elements}
     checks = []
     if exact is not None:
-        for backend, dt in posteriors.items():
-            post = dt["posterior"]
-            for label, level, x in scalar_elements(spec, post):
+        for backend in posteriors:
+            for label, (level, x) in draws_by[backend].items():
                 m = exact.marginal(label.split("[", 1)[0], level)
                 for c in check_against_exact(label, x, m):
-                    checks.append({"backend": backend, "other": "exact", **c.as_dict(),
-                                   "scale": float(m.std())})
+                    checks.append(check_row(backend, "exact", c, float(m.std())))
             for a, b in combinations(scalar_coefs, 2):
-                ma, mb = exact.marginal(a), exact.marginal(b)
-                c = check_correlation((a, b), post[a].values, post[b].values,
-                                      (ma.mean(), mb.mean()), (ma.std(), mb.std()),
+                c = check_correlation((a, b), draws_by[backend][a][1], draws_by[backend][b][1],
                                       exact.corr(a, b))
-                checks.append({"backend": backend, "other": "exact", **c.as_dict()})
+                checks.append(check_row(backend, "exact", c, 1.0, uses=[a, b]))
     # the exact quantiles the checks above computed (a mixture ppf is a root search: reuse it)
     exact_quantile = {(c["parameter"], c["quantity"]): c["target"] for c in checks
                       if c.get("other") == "exact" and c["quantity"] in ("q05", "q95")}
@@ -274,8 +298,30 @@ def compare(spec: ModelSpec, posteriors: dict, exact=None, *, alpha: float | Non
                     z = _z(e1 - e2, se)
                 else:  # on the probability scale, at the exact quantile when there is one
                     z = quantile_z_between(x1, x2, prob, exact_quantile.get((label, q)))
-                checks.append({"backend": b1, "other": b2, "parameter": label, "quantity": q,
-                               "estimate": e1, "target": e2, "mcse": se, "z": z,
-                               "scale": sd})
-    diags = {b: diagnostics(dt, spec) for b, dt in posteriors.items()}
+                checks.append(check_row(b1, b2, Check(label, q, e1, e2, se, z), sd))
+        if exact is None:  # no exact correlation to hold each backend to: compare the pair
+            for a, b in combinations(scalar_coefs, 2):
+                r1, s1 = correlation_mcse(draws_by[b1][a][1], draws_by[b1][b][1])
+                r2, s2 = correlation_mcse(draws_by[b2][a][1], draws_by[b2][b][1])
+                se = float(np.hypot(s1, s2))
+                c = Check(f"corr({a}, {b})", "corr", r1, r2, se, _z(r1 - r2, se))
+                checks.append(check_row(b1, b2, c, 1.0, uses=[a, b]))
+    if diags is None:
+        diags = {b: diagnostics(dt, spec) for b, dt in posteriors.items()}
     return decide(checks, diags) if alpha is None else decide(checks, diags, alpha=alpha)
+
+
+def check_row(backend: str, other: str, check, scale: float, uses=None) -> dict:
+    """One row of a case's checks: the :class:`~comparisons.agreement.Check` of ``backend``
+    against ``other`` (a backend or ``"exact"``), its difference in units of ``scale`` (the
+    posterior sd; 1 for a correlation), the scale its z lives on, and the parameters whose
+    draws it uses (for the diagnostics gate)."""
+    from comparisons.agreement import QUANTITIES
+
+    row = {"backend": backend, "other": other, **check.as_dict(), "scale": float(scale)}
+    with np.errstate(all="ignore"):
+        row["diff_sd"] = float((row["estimate"] - row["target"]) / scale)
+    prob = QUANTITIES.get(check.quantity, (None, None))[1]
+    row["z_scale"] = "probability" if prob is not None else "value"
+    row["uses"] = list(uses) if uses is not None else [check.parameter]
+    return row

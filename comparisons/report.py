@@ -23,7 +23,6 @@ from comparisons.agreement import QUANTITIES
 from comparisons.harness import CaseResult
 
 
-
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -109,6 +108,11 @@ def summary(result: CaseResult) -> dict:
                          for r in result.evidence if r["backend"] == b},
             "wall_time": round(result.wall_times[b], 3),
         }
+    from comparisons.verdicts import detectable, explain
+
+    all_checks = result.checks + result.evidence_checks
+    for b, diag in result.diagnostics.items():
+        backends[b]["divergences"] = diag["divergences"]
     return {
         "case": spec.name, "description": spec.description, "formula": spec.formula,
         "priors": spec.prior_table(), "settings": result.settings,
@@ -118,10 +122,56 @@ def summary(result: CaseResult) -> dict:
         "equivalence": result.equivalence,
         "rule": {"alpha": result.settings.get("alpha", 0.01), "procedure": "Holm",
                  "margin_sd": 0.05, "r_hat_max": 1.01, "ess_bulk_min": 400,
-                 "z": "difference / combined MCSE; quantiles: (p - fraction of draws below "
-                      "the reference quantile) / sqrt(p(1-p)/ESS)"},
-        "verdict": result.verdict, "provenance": provenance(result),
+                 "diff_sd": DIFF_TEXT, "z": Z_TEXT},
+        "detectable": detectable(result.diagnostics, len(result.checks),
+                                 result.settings.get("alpha", 0.01)),
+        "verdict": result.verdict,
+        "verdict_reason": explain(all_checks, result.diagnostics),
+        "provenance": provenance(result),
     }
+
+
+#: how every row's z is formed, said once on the page, in JSON and on the command line
+Z_TEXT = ("z = difference / combined MCSE for mean, sd and corr; q05 and q95 are compared on "
+          "the probability scale: z = (p - fraction of draws below the target) / "
+          "sqrt(p(1-p)/ESS)")
+DIFF_TEXT = "(estimate - target) / posterior sd; for corr, in correlation units"
+
+
+def format_row(c: dict) -> str:
+    """One check as a line: estimate, target, difference in posterior sd and z."""
+    unit = "" if c["quantity"] == "corr" else " sd"
+    z = c["z"]
+    return (f"{c['parameter']} {c['quantity']} ({c['backend']} vs {c.get('other', 'exact')}): "
+            f"estimate {c['estimate']:.4g}, target {c['target']:.4g}, difference "
+            f"{c.get('diff_sd', float('nan')):+.2f}{unit}, z = {z:+.1f}"
+            f"{' (probability scale)' if c.get('z_scale') == 'probability' else ''}"
+            f" -> {c['verdict']}{': ' + c['reason'] if c.get('reason') else ''}")
+
+
+def worst_rows(checks: list[dict], n: int = 5) -> list[dict]:
+    """The ``n`` checks most worth reading: disagreements, then inconclusive ones, by |z|."""
+    rank = {"disagree": 0, "inconclusive": 1, "agree": 2}
+
+    def key(c):
+        z = abs(c["z"]) if np.isfinite(c["z"]) else np.inf
+        return (rank.get(c["verdict"], 3), -z)
+    return sorted(checks, key=key)[:n]
+
+
+def detectable_text(det: dict, backend: str | None = None) -> str:
+    """The smallest detectable shift of a mean, as a sentence (the weakest backend's, or
+    ``backend``'s)."""
+    rows = det.get("backends", {})
+    if backend is not None:
+        rows = {backend: rows[backend]} if backend in rows else {}
+    if not rows:
+        return ""
+    b, r = max(rows.items(), key=lambda kv: kv[1]["mean_shift_sd"])
+    return (f"smallest detectable difference: a shift of {r['mean_shift_sd']:.3g} posterior sd "
+            f"in a mean ({b}: smallest bulk ESS {r['ess_bulk_min']:.0f}, at "
+            f"{r['parameter']}; |z| threshold {det['z_threshold']:.2f}, margin "
+            f"{det['margin_sd']} sd, detected {det['power']:.0%} of the time)")
 
 
 def _exact(m, q):
@@ -151,6 +201,10 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}.agree{background:#2e7d32;color:#fff;border-radius:4px;padding:1px 6px}
 .disagree{background:#c62828;color:#fff;border-radius:4px;padding:1px 6px}
+.inconclusive{background:#f9a825;color:#222;border-radius:4px;padding:1px 6px}
+.box{border-left:6px solid #2e7d32;background:#f4faf4;padding:8px 14px;margin:1em 0}
+.box.disagree-box{border-color:#c62828;background:#fdf3f3}
+.box.inconclusive-box{border-color:#f9a825;background:#fffaf0}
 pre{background:#f6f8fa;padding:10px;overflow-x:auto;font-size:12px}img{max-width:100%}"""
 
 
@@ -163,13 +217,35 @@ def _page(title: str, body: str) -> str:
             f"</title><style>{CSS}</style></head><body>{body}</body></html>")
 
 
-def case_html(result: CaseResult, summ: dict, cache=None) -> str:
+def verdict_box(summ: dict) -> str:
+    """The verdict explained in a sentence or two, at the top of a case page."""
+    e = html.escape
+    v = summ["verdict"]
+    n = len(summ["comparisons"]) + len(summ.get("evidence", {}).get("checks", []))
+    if v == "agree":
+        text = f"All {n} checks agree."
+    elif v == "inconclusive":
+        text = ("<b>Inconclusive</b> is not agreement: some checks could not be judged because "
+                "the draws they use mixed poorly (R-hat above 1.01, bulk ESS below 400, or "
+                f"divergent transitions), so nothing is claimed about them. Why: "
+                f"{e(summ.get('verdict_reason', ''))}. Run longer chains or fix the sampler's "
+                "mixing, then run again.")
+    else:
+        text = (f"<b>Disagree</b>: {e(summ.get('verdict_reason', ''))}; the worst rows are "
+                "listed under Verdicts.")
+    det = detectable_text(summ.get("detectable", {}))
+    return (f'<div class="box {v}-box"><p>{_badge(v)} {text}</p>'
+            f'{f"<p>This run&#39;s {e(det)}.</p>" if det else ""}</div>')
+
+
+def case_html(result: CaseResult, summ: dict, cache=None, *, index_link: bool = False) -> str:
     """The self-contained HTML page of one case (every figure an embedded PNG).
 
-    ``cache`` (a :class:`comparisons.cache.Cache`) keeps the prior-sensitivity refits.
+    ``cache`` (a :class:`comparisons.cache.Cache`) keeps the prior-sensitivity refits;
+    ``index_link`` adds a link to ``../index.html`` (only ``crosscheck report`` writes one).
     """
-    from models.bambi_model import bambi_code
-    from models.pymc_model import pymc_code
+    from models.bambi_model import bambi_script
+    from models.pymc_model import pymc_script
     from models.reference_model import describe
 
     spec = result.spec
@@ -179,7 +255,9 @@ def case_html(result: CaseResult, summ: dict, cache=None) -> str:
         f"<td style='text-align:left'>"
         f"{e(c['parameter'])}{' (' + str(c['n']) + ' levels, worst shown)' if c['n'] > 1 else ''}"
         f"</td><td>{c['quantity']}</td><td>{c['estimate']:.4g}</td>"
-        f"<td>{c['target']:.4g}</td><td>{c['mcse']:.3g}</td><td>{c['z']:+.2f}</td>"
+        f"<td>{c['target']:.4g}</td><td>{c.get('diff_sd', float('nan')):+.3f}</td>"
+        f"<td>{c['mcse']:.3g}</td><td>{c['z']:+.2f}"
+        f"{'<sup>p</sup>' if c.get('z_scale') == 'probability' else ''}</td>"
         f"<td>{_badge(c['verdict'])} {e(c.get('reason', ''))}</td></tr>"
         for c in _collapsed(result.checks))
     priors = "".join(f"<tr><td style='text-align:left'>{e(k)}</td><td style='text-align:left'>"
@@ -194,14 +272,22 @@ def case_html(result: CaseResult, summ: dict, cache=None) -> str:
     eq = result.equivalence or {}
     eq_txt = e(eq.get("message", "not run"))
     times = ", ".join(f"{k} {v:.1f} s" for k, v in result.wall_times.items())
+    back = '<p><a href="../index.html">&larr; all cases</a></p>' if index_link else ""
     return _page(spec.name, f"""
-<p><a href="../index.html">&larr; all cases</a></p>
+{back}
 <h1>{e(spec.name)} {_badge(result.verdict)}</h1>
+{verdict_box(summ)}
 <p>{e(spec.description)}</p>
 <p>Formula <code>{e(spec.formula)}</code>; settings {e(json.dumps(result.settings))};
 wall times {e(times)}.</p>
 {''.join(f"<p>Backend <b>{e(b)}</b> is unsupported for this case: {e(why)}</p>"
          for b, why in result.settings.get('unsupported', {}).items())}
+<h2>The model, three ways</h2>
+<p>The same model as the reference describes it, as explicit PyMC and as a Bambi formula.
+Both code blocks run as printed (the data load offline, from the suite's own case).</p>
+<h3>Reference</h3><pre>{e(describe(spec))}</pre>
+<h3>PyMC</h3><pre>{e(pymc_script(spec))}</pre>
+<h3>Bambi</h3><pre>{e(bambi_script(spec))}</pre>
 <h2>Priors</h2><table><tr><th>parameter</th><th>prior</th></tr>{priors}</table>
 <h2>Equivalence of the three models</h2><p>{_badge('agree' if eq.get('passed') else 'disagree')
                                                if eq else ''}
@@ -210,14 +296,15 @@ wall times {e(times)}.</p>
 <h2>Marginal densities</h2>{_figure(plots.density_plot, "densities", result)}
 <h2>Verdicts</h2>
 <p>{len(result.checks)} checks: each backend against the exact answer and against every other
-backend, z = difference / combined MCSE (arviz); a quantile is compared on the probability
-scale, where its null variance p(1-p)/ESS is known. A check disagrees when Holm's procedure rejects
-it at a {_percent(result.settings.get("alpha", 0.01))} family-wise level (this case's share of
-the report's 1% budget) <em>and</em> the difference exceeds 0.05 posterior sd; it is
-inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, divergences).</p>
+backend. Each row gives the estimate, its target, their difference in posterior sds
+(correlation units for corr) and z. {e(Z_TEXT)} (marked <sup>p</sup>). A check disagrees when
+Holm's procedure rejects it at a {_percent(result.settings.get("alpha", 0.01))} family-wise
+level (this case's share of the report's 1% budget) <em>and</em> the difference exceeds 0.05
+posterior sd; it is inconclusive when any draws it uses mixed poorly (R-hat &gt; 1.01, bulk ESS
+&lt; 400, divergences; both parameters of a correlation).</p>
 {_figure(plots.z_plot, "z-scores", _collapsed(result.checks))}
 <table><tr><th>comparison</th><th>parameter</th><th>quantity</th><th>estimate</th><th>target</th>
-<th>MCSE</th><th>z</th><th>verdict</th></tr>{rows}</table>
+<th>difference (sd)</th><th>MCSE</th><th>z</th><th>verdict</th></tr>{rows}</table>
 <h2>Intervals across backends</h2>{_figure(plots.forest_plot, "forest", result)}
 <h2>Chains</h2>{_chains_html(result)}
 <h2>Posterior predictive</h2>
@@ -228,10 +315,6 @@ inconclusive when a backend mixed poorly (R-hat &gt; 1.01, bulk ESS &lt; 400, di
 {_sensitivity_html(result, cache)}
 <h2>Evidence</h2>{_evidence_html(result)}
 {_figure(plots.evidence_curve_plot, "evidence curve", result)}
-<h2>The model, three ways</h2>
-<h3>Reference</h3><pre>{e(describe(spec))}</pre>
-<h3>PyMC</h3><pre>{e(pymc_code(spec))}</pre>
-<h3>Bambi</h3><pre>{e(bambi_code(spec))}</pre>
 <h2>Provenance</h2><pre>{e(json.dumps(summ['provenance'], indent=1))}</pre>
 """)
 
@@ -286,25 +369,38 @@ def _evidence_html(result: CaseResult) -> str:
         val = "&mdash;" if r["log_evidence"] is None else f"{r['log_evidence']:.4f}"
         se = "&mdash;" if r["se"] is None else f"{r['se']:.4f}"
         badge = _badge(c["verdict"]) if c else ""
+        note = "; ".join(x for x in (r["note"], c.get("reason", "") if c else "") if x)
         rows += (f"<tr><td style='text-align:left'>{e(r['method'])}</td><td>{e(r['backend'])}"
                  f"</td><td>{val}</td><td>{se}</td><td>{badge}</td>"
-                 f"<td style='text-align:left'>{e(r['note'])}</td></tr>")
+                 f"<td style='text-align:left'>{e(note)}</td></tr>")
     img = _figure(plots.evidence_plot, "evidence", result.evidence)
     return (f"<p>Each estimate agrees when it lies within 3 of its standard errors plus 0.05 "
-            f"nats of the exact value; Laplace is a baseline and is not judged.</p>{img}"
+            f"nats of the exact value; an estimate from draws that mixed poorly is "
+            f"inconclusive; Laplace is a baseline and is not judged.</p>{img}"
             f"<table><tr><th>method</th><th>backend</th><th>log evidence</th><th>SE</th>"
             f"<th>verdict</th><th>note</th></tr>{rows}</table>")
 
 
-def write_case(result: CaseResult, out: Path, *, cache=None) -> dict:
-    """Write ``out/<case>/summary.json``, ``report.html`` and ``report.md``; return the summary.
+def write_case(result: CaseResult, out: Path, *, cache=None, index_link: bool = False,
+               log_likelihood: bool = False, extra: dict | None = None) -> dict:
+    """Write ``out/<case>/``: ``summary.json``, ``report.html``, ``report.md`` and each
+    backend's posterior as ``<backend>.nc`` (ArviZ netCDF; see :mod:`comparisons.posteriors`).
 
-    ``cache`` (a :class:`comparisons.cache.Cache`) keeps the prior-sensitivity refits.
+    ``cache`` (a :class:`comparisons.cache.Cache`) keeps the prior-sensitivity refits;
+    ``index_link`` links the page to ``../index.html``; ``log_likelihood`` adds pointwise
+    log likelihoods to the netCDF files; ``extra`` adds fields to the summary. Returns the
+    summary.
     """
-    summ = summary(result)
+    from comparisons import posteriors
+
+    summ = {**summary(result), **(extra or {})}
     folder = Path(out) / result.spec.name
+    paths = posteriors.write(result.posteriors, folder, result.spec,
+                             include_log_likelihood=log_likelihood)
+    summ["posteriors"] = {b: p.name for b, p in paths.items()}
     atomic_write(folder / "summary.json", json.dumps(summ, indent=1, default=_json_default))
-    atomic_write(folder / "report.html", case_html(result, summ, cache=cache))
+    atomic_write(folder / "report.html", case_html(result, summ, cache=cache,
+                                                   index_link=index_link))
     atomic_write(folder / "report.md", case_markdown(summ))
     return summ
 
@@ -322,9 +418,14 @@ def case_markdown(summ: dict) -> str:
                          f"{p['q95']:.4g} | {p['ess_bulk']:.0f} | {rhat} |")
     bad = [c for c in summ["comparisons"] if c["verdict"] != "agree"]
     lines += ["", f"## Checks: {len(summ['comparisons'])}, not agreeing: {len(bad)}", ""]
-    for c in bad[:20]:
-        lines.append(f"- {c['backend']} vs {c.get('other')}: {c['parameter']} {c['quantity']} "
-                     f"z = {c['z']:+.2f} ({c['verdict']}{'; ' + c['reason'] if c.get('reason') else ''})")
+    if summ.get("verdict_reason"):
+        lines += [f"Why: {summ['verdict_reason']}.", ""]
+    det = detectable_text(summ.get("detectable", {}))
+    if det:
+        lines += [f"This run's {det}.", ""]
+    lines += [f"{Z_TEXT}.", ""]
+    for c in worst_rows(bad, 20):
+        lines.append(f"- {format_row(c)}")
     ev = summ.get("evidence", {}).get("estimates", [])
     if ev:
         lines += ["", "## Evidence", "", "| method | backend | log evidence | SE |", "|---|---|---|---|"]

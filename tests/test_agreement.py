@@ -73,3 +73,44 @@ def test_quantiles_between_backends_are_calibrated_and_detect_a_shift():
     shifted = quantile_z_between(rng.standard_normal((4, 1000)) + 0.25,
                                  rng.standard_normal((4, 1000)), 0.05)
     assert shifted > 3.5
+
+
+def _ar1_pair(rng, rho: float, phi: float, shape=(4, 1000)) -> tuple[np.ndarray, np.ndarray]:
+    """Two AR(1) chains (autocorrelation ``phi``) with stationary N(0, 1) marginals and
+    cross-correlation ``rho``: a stand-in for MCMC draws with a known correlation."""
+    e = rng.standard_normal((*shape, 2))
+    e[..., 1] = rho * e[..., 0] + np.sqrt(1 - rho**2) * e[..., 1]
+    x = np.empty_like(e)
+    x[:, 0] = e[:, 0]
+    for t in range(1, shape[1]):
+        x[:, t] = phi * x[:, t - 1] + np.sqrt(1 - phi**2) * e[:, t]
+    return x[..., 0], x[..., 1]
+
+
+@pytest.mark.parametrize("rho, phi", [(0.0, 0.0), (-0.6, 0.0), (0.9, 0.5)])
+def test_correlation_z_is_standard_normal(rho, phi):
+    """Correct draws, independent or autocorrelated (phi = 0.5), with the exact correlation as
+    target: z of the sample correlation over its delta-method MCSE has rms 1 and normal tails."""
+    from comparisons.agreement import check_correlation
+
+    rng = np.random.default_rng(SEED)
+    z = np.array([check_correlation(("a", "b"), *_ar1_pair(rng, rho, phi), rho).z
+                  for _ in range(400)])
+    assert abs(np.sqrt(np.mean(z**2)) - 1) < 4 / np.sqrt(2 * len(z))
+    assert np.sum(np.abs(z) > 3) <= stats.binom.ppf(0.999, len(z), 2 * stats.norm.sf(3))
+
+
+def test_correlation_is_the_sample_correlation_and_detects_a_wrong_one():
+    """The estimate is the draws' own correlation (never a moment standardized by the exact sds,
+    which a stuck chain pushed to -61.6), and a correlation of 0.5 where 0.6 is exact is caught."""
+    from comparisons.agreement import check_correlation
+
+    rng = np.random.default_rng(SEED)
+    a, b = _ar1_pair(rng, 0.5, 0.3)
+    c = check_correlation(("a", "b"), 3 + 10 * a, -2 + 0.1 * b, 0.6)
+    assert c.estimate == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+    assert c.z < -3.5
+    stuck = np.concatenate([a[:3], np.full((1, 1000), 8.0)])  # one chain far away, not moving
+    c = check_correlation(("a", "b"), stuck, np.concatenate([b[:3], np.full((1, 1000), -8.0)]),
+                          0.5)
+    assert -1 <= c.estimate <= 1

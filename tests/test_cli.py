@@ -158,3 +158,148 @@ def test_progress_is_a_rich_bar_on_a_terminal_and_lines_in_a_log(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("[0/2 cases,") and err[0].endswith("tutorial: exact answer")
     assert err[1].startswith("[1/2 cases,") and err[1].endswith("tutorial: agree")
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 10: the command line a new user meets, the posteriors, the cache location
+# ---------------------------------------------------------------------------------------------
+def test_every_subcommand_has_help_with_descriptions_and_defaults(capsys):
+    from comparisons.cli import parser
+
+    p = parser()
+    sub = next(a for a in p._actions if a.dest == "command")
+    for name, sp in sub.choices.items():
+        assert sp.description, f"{name} has no description"
+        for action in sp._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+        text = sp.format_help()
+        if name in ("run", "report", "compare"):
+            assert "(default: reports)" in text and "else 1000" in text
+            assert "$XDG_CACHE_HOME" in text
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("crosscheck 0.")
+
+
+def test_list_shows_a_one_line_description(capsys):
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    radon = next(ln for ln in lines if ln.startswith("radon-intercepts"))
+    assert "Radon in 919 Minnesota homes" in radon and len(radon) <= 24 + 1 + 90
+
+
+def test_run_quiet_prints_one_line_and_writes_posteriors(tmp_path, capsys):
+    """--quiet: no progress, one verdict line; every backend's posterior is written as ArviZ
+    netCDF beside the report, and api.posteriors reads them back as DataTrees."""
+    code = main(["run", "three-point", "--backends", "reference", "--out", str(tmp_path),
+                 "--cache-dir", str(tmp_path / "cache"), "--quiet", "--log-likelihood"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == ""
+    page_path = tmp_path / "three-point" / "report.html"
+    assert captured.out.strip() == f"three-point: agree -> {page_path}"
+    fits = api.posteriors("three-point", out=tmp_path)
+    dt = fits["reference"]
+    assert set(dt.children) >= {"posterior", "log_likelihood", "observed_data"}
+    spec = get_case("three-point")
+    from scipy import stats
+
+    b0, b1 = (float(dt["posterior"][k].values[0, 0]) for k in ("Intercept", "x"))
+    expect = stats.norm.logpdf(spec.design().y, b0 + b1 * spec.design().X[:, 1], 1.0)
+    np.testing.assert_allclose(dt["log_likelihood"]["y"].values[0, 0], expect)
+    page = (tmp_path / "three-point" / "report.html").read_text()
+    assert "all cases" not in page  # written by run: there is no index to link to
+
+
+def test_pymc_posterior_keeps_sample_stats(tmp_path):
+    """A NUTS backend's .nc keeps its sample_stats (divergences) next to the posterior."""
+    from comparisons import posteriors
+    from models.pymc_model import fit_pymc
+
+    spec = get_case(CASE)
+
+    dt = fit_pymc(spec, draws=100, tune=100, chains=2, seed=1)
+    posteriors.write({"pymc": dt}, tmp_path, spec)
+    back = posteriors.load(tmp_path)["pymc"]
+    assert {"posterior", "sample_stats"} <= set(back.children)
+    assert "diverging" in back["sample_stats"]
+    library = dt["posterior"].attrs["inference_library"]
+    assert back["posterior"].attrs["inference_library"] == library
+
+
+def test_report_json_lists_each_case(monkeypatch, tmp_path, capsys):
+    def fake_run(case, *, alpha, index_link, **kwargs):
+        assert index_link  # report pages link to the index
+        return {"case": case, "verdict": "agree", "comparisons": [], "formula": "",
+                "rule": {"alpha": alpha}, "posteriors": {"reference": "reference.nc"}}
+
+    monkeypatch.setattr(api, "run", fake_run)
+    monkeypatch.setattr(api, "bayes_factor_rows", lambda **kw: [])
+    assert main(["report", "--out", str(tmp_path), "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "agree" and out["index"] == str(tmp_path / "index.html")
+    assert out["cases"][0]["report"] == str(tmp_path / out["cases"][0]["case"] / "report.html")
+
+
+def test_cache_location_follows_xdg_and_settings(tmp_path, monkeypatch):
+    from comparisons.cache import default_cache_dir
+
+    monkeypatch.delenv("CROSSCHECK_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "bayes-crosscheck"
+    assert Cache().root == tmp_path / "xdg" / "bayes-crosscheck"
+    monkeypatch.setenv("CROSSCHECK_CACHE", str(tmp_path / "mine"))
+    assert Cache().root == tmp_path / "mine"
+    monkeypatch.delenv("CROSSCHECK_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "bayes-crosscheck"
+
+
+def test_cache_entries_say_what_they_hold(tmp_path):
+    api.run("three-point", out=tmp_path / "r", backends=("reference",), cache=tmp_path / "c")
+    manifests = [json.loads(p.read_text()) for p in (tmp_path / "c").rglob("manifest.json")]
+    kinds = {m["kind"]: m["about"] for m in manifests}
+    assert kinds["fits"]["case"] == "three-point" and kinds["fits"]["backend"] == "reference"
+    assert kinds["cases"]["case"] == "three-point"
+
+
+def test_a_non_editable_install_never_writes_into_site_packages(tmp_path):
+    """Install the package (not editable) into a folder, run a case from there with a fresh
+    HOME, and check that nothing in the installed tree changed."""
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source, target = tmp_path / "source", tmp_path / "site"
+    source.mkdir()
+    for name in ("reference", "models", "comparisons", "pyproject.toml", "README.md"):
+        copy = shutil.copytree if (root / name).is_dir() else shutil.copy
+        copy(root / name, source / name)  # pip builds in the source tree: not in the checkout
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(source)],
+                   check=True, cwd=tmp_path)
+
+    def snapshot():
+        return {str(p.relative_to(target)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in target.rglob("*") if p.is_file()}
+
+    before = snapshot()
+    env = {k: v for k, v in os.environ.items() if k not in ("CROSSCHECK_CACHE", "PYTHONPATH")}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME="", PYTHONPATH=str(target),
+               PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run([sys.executable, "-c", "import sys; from comparisons.cli import main;"
+                           " sys.exit(main(sys.argv[1:]))", "run", "three-point", "--backends",
+                           "reference", "--out", str(tmp_path / "out"), "--quiet"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert str(target) in subprocess.run(
+        [sys.executable, "-c", "import comparisons; print(comparisons.__file__)"], env=env,
+        capture_output=True, text=True, cwd=tmp_path).stdout
+    assert snapshot() == before
+    assert (tmp_path / "home" / ".cache" / "bayes-crosscheck" / "fits").is_dir()

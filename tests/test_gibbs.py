@@ -78,7 +78,7 @@ def posterior_checks(dt, names, marginals: dict, mean, sd, corr) -> list:
         for j in range(i + 1, len(names)):
             checks.append(check_correlation(
                 (names[i], names[j]), post[names[i]].values, post[names[j]].values,
-                (mean[i], mean[j]), (sd[i], sd[j]), corr[i, j]))
+                corr[i, j]))
     return checks
 
 
@@ -241,7 +241,6 @@ def _beta_conditional_checks(X, y, nig: bool) -> list:
         for i in range(3):
             for j in range(i + 1, 3):
                 checks.append(check_correlation((names[i], names[j]), b[..., i], b[..., j],
-                                                exact.mean[[i, j]], exact.sd[[i, j]],
                                                 exact.corr[i, j]))
     return checks
 

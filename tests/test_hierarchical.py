@@ -104,11 +104,9 @@ def posterior_checks(dt, q) -> list:
     for level in LEVELS_SHOWN:
         draws = post["1|g"].sel(g__factor_dim=level).values
         checks += check_against_exact(f"1|g[{level}]", draws, q.marginal("1|g", level))
-    ma, mb = q.marginal("Intercept"), q.marginal("1|g", "g0")
     checks.append(check_correlation(
         ("Intercept", "1|g[g0]"), post["Intercept"].values,
-        post["1|g"].sel(g__factor_dim="g0").values, (ma.mean(), mb.mean()),
-        (ma.std(), mb.std()), q.corr("Intercept", "1|g[g0]")))
+        post["1|g"].sel(g__factor_dim="g0").values, q.corr("Intercept", "1|g[g0]")))
     return checks
 
 
@@ -287,8 +285,7 @@ def test_fixed_scales_match_the_augmented_conjugate_posterior():
         checks += check_against_exact(f"theta[{j}]", draws[..., j], marg[j])
     for i, j in [(0, 1), (0, 2), (6, 2)]:
         checks.append(check_correlation((f"theta[{i}]", f"theta[{j}]"), draws[..., i],
-                                        draws[..., j], exact.mean[[i, j]], exact.sd[[i, j]],
-                                        exact.corr[i, j]))
+                                        draws[..., j], exact.corr[i, j]))
     assert_agree(checks)
 
 

@@ -53,9 +53,9 @@ def exact_checks(dt, exact: dict) -> list:
     return out
 
 
-def corr_check(dt, names, mean, sd, rho):
+def corr_check(dt, names, rho):
     a, b = (dt.posterior[k].values for k in names)
-    return check_correlation(tuple(names), a, b, mean, sd, rho)
+    return check_correlation(tuple(names), a, b, rho)
 
 
 def assert_all_within(checks):
@@ -229,7 +229,7 @@ def known_noise_checks(dt) -> list:
     X, y = three_point_design()
     exact = conjugate.GaussianKnownNoise(X, y, noise_var=1.0)
     checks = exact_checks(dt, dict(zip(NAMES, exact.marginals(), strict=True)))
-    checks.append(corr_check(dt, NAMES, exact.mean, exact.sd, exact.corr[0, 1]))
+    checks.append(corr_check(dt, NAMES, exact.corr[0, 1]))
     return checks
 
 
@@ -243,7 +243,7 @@ def test_normal_inverse_gamma_matches_closed_form():
     dt = random_walk(nig_logdensity(X, y, NAMES, a0=3.0, b0=2.0), draws=8000)
     marginals = {**dict(zip(NAMES, exact.marginals(), strict=True)), "sigma": exact.sigma()}
     checks = exact_checks(dt, marginals)
-    checks.append(corr_check(dt, NAMES, exact.mean, exact.sd, exact.corr[0, 1]))
+    checks.append(corr_check(dt, NAMES, exact.corr[0, 1]))
     assert_all_within(checks)
 
 
@@ -254,9 +254,7 @@ def blog_run():
 
 def blog_checks(dt, grid) -> list:
     checks = exact_checks(dt, {"x": grid["x"], "sigma": grid["sigma"]})
-    means = (grid["x"].mean(), grid["sigma"].mean())
-    sds = (grid["x"].std(), grid["sigma"].std())
-    checks.append(corr_check(dt, ("x", "sigma"), means, sds, grid["corr"]))
+    checks.append(corr_check(dt, ("x", "sigma"), grid["corr"]))
     return checks
 
 
@@ -603,7 +601,7 @@ def nig_synthetic():
     exact = conjugate.NormalInverseGamma(X, y, m0, V0, spec.sigma.alpha, spec.sigma.beta)
     marginals = {**dict(zip(names, exact.marginals(), strict=True)), "sigma": exact.sigma()}
     i, j = 0, 1  # Intercept and x1, the most correlated pair (0.36)
-    pair = ((names[i], names[j]), exact.mean[[i, j]], exact.sd[[i, j]], exact.corr[i, j])
+    pair = ((names[i], names[j]), exact.corr[i, j])
     return ld, marginals, pair
 
 
@@ -618,9 +616,7 @@ def boston():
     exact = exact_answer(spec)
     marginals = {k: exact.marginal(k) for k in [*a["names"], "sigma"]}
     pair = ("tax", "rad")  # the most correlated pair (-0.79)
-    m = [marginals[k] for k in pair]
-    return ld, marginals, (pair, [x.mean() for x in m], [x.std() for x in m],
-                           exact.corr(*pair))
+    return ld, marginals, (pair, exact.corr(*pair))
 
 
 def mixing(dt, names) -> tuple[float, float]:

@@ -114,3 +114,69 @@ def test_nan_draws_are_a_disagreement_not_agreement():
               for c in check_against_exact("x", x, stats.norm())]
     verdicts = {c["verdict"] for c in decide(checks, {})}
     assert verdicts == {"disagree"}
+
+
+def _diag(**params):
+    return {"divergences": 0, "parameters": {
+        k: {"r_hat": v[0], "ess_bulk": v[1]} for k, v in params.items()}}
+
+
+def test_a_correlation_is_gated_by_both_of_its_parameters():
+    """corr(a, b) uses the draws of a and b: a low ESS in either makes it inconclusive (the
+    gate used to look rows up by their label, which no parameter has)."""
+    row = {**_check(8.0, diff=0.3, quantity="corr"), "parameter": "corr(a, b)", "uses": ["a", "b"]}
+    diag = {"a": _diag(a=(1.0, 3000.0), b=(1.0, 31.0))}
+    checked = decide([dict(row)], diag)[0]
+    assert checked["verdict"] == "inconclusive"
+    assert checked["reason"] == "a: bulk ESS 31 < 400 (b)"
+    assert decide([dict(row)], {"a": _diag(a=(1.0, 3000.0), b=(1.0, 3000.0))})[0]["verdict"] \
+        == "disagree"
+
+
+def test_the_reason_names_every_failing_diagnostic_with_its_value():
+    diag = {"a": _diag(x=(1.59, 7.0))}
+    reason = decide([_check(0.1)], diag)[0]["reason"]
+    assert reason == "a: R-hat 1.590 > 1.01 (x), bulk ESS 7 < 400 (x)"
+
+
+def test_evidence_from_poorly_mixed_draws_is_inconclusive():
+    """Bridge sampling on a stuck chain's draws is not judged; SMC (its own particles) is."""
+    from comparisons.evidence import evidence_checks
+
+    rows = [{"method": "exact", "backend": "reference", "log_evidence": -5.0, "se": 0.0,
+             "note": ""},
+            {"method": "bridge-warp3", "backend": "a", "log_evidence": -9.0, "se": 0.01,
+             "note": ""},
+            {"method": "smc", "backend": "a", "log_evidence": -9.0, "se": 0.01, "note": ""}]
+    diag = {"a": _diag(x=(1.59, 7.0))}
+    out = {c["method"]: c for c in evidence_checks(rows, diag)}
+    assert out["bridge-warp3"]["verdict"] == "inconclusive"
+    assert "R-hat 1.590" in out["bridge-warp3"]["reason"]
+    assert out["smc"]["verdict"] == "disagree"
+    assert {c["verdict"] for c in evidence_checks(rows, {"a": _diag(x=(1.0, 4000.0))})} == \
+        {"disagree"}
+
+
+def test_the_stated_smallest_detectable_shift_is_detected_95_percent_of_the_time():
+    """detectable() promises that a shift of its mean_shift_sd is caught with probability 0.95:
+    iid N(0, 1) draws (ESS about 4000) shifted by it are flagged in at least the binomial 99.9%
+    lower bound of 200 runs at 0.95; shifted by half of it, in well under half of the runs."""
+    from comparisons.agreement import check_against_exact
+    from comparisons.verdicts import detectable
+
+    rng = np.random.default_rng(20261203)
+
+    def rate(delta, runs=200):
+        hits = 0
+        for _ in range(runs):
+            x = rng.standard_normal((4, 1000)) + delta
+            rows = [{"backend": "a", "other": "exact", **c.as_dict(), "scale": 1.0}
+                    for c in check_against_exact("x", x, stats.norm())]
+            hits += overall(decide(rows, {})) == "disagree"
+        return hits / runs
+
+    diag = {"a": _diag(x=(1.0, 4000.0))}
+    delta = detectable(diag, n_checks=4)["backends"]["a"]["mean_shift_sd"]
+    assert 0.05 < delta < 0.1
+    assert rate(delta) >= stats.binom.ppf(0.001, 200, 0.95) / 200
+    assert rate(delta / 2) < 0.5
