@@ -108,18 +108,88 @@ def as_cache(cache: bool | str | Path | Cache) -> Cache:
     return Cache(enabled=bool(cache))
 
 
-def report(out: str | Path = "reports", *, cases=None, progress=None, **kwargs) -> list[dict]:
-    """Run every built-in case (or ``cases``) and write ``out/index.html``.
+def report(out: str | Path = "reports", *, cases=None, progress=None, on_case=None,
+           scheduler: str | None = None, workers: int | None = None, serial: bool = False,
+           **kwargs) -> list[dict]:
+    """Run every built-in case (or ``cases``) and write ``out/index.html``; returns the summaries
+    in case order.
+
+    The cases (and the Bayes factors) are independent units: they run as Dask tasks on a local
+    cluster by default, on the cluster at ``scheduler`` when given, or one after another in
+    this process with ``serial=True`` (see :class:`comparisons.parallel.Runner`). Each case's
+    seeds come from the root seed and the case, so the results do not depend on where or in
+    which order the cases ran. ``progress(message)`` receives stage messages,
+    ``on_case(summary)`` each finished case.
 
     The 1% false-alarm budget is for the whole report: each of K cases gets ``ALPHA / K``
     (Bonferroni across cases, Holm within each), see :func:`case_alpha`.
     """
+    import sys
+
+    from comparisons.parallel import Runner
+
     cases = list(cases or CASES)
-    summaries = [run(c, out=out, progress=progress, alpha=case_alpha(len(cases)),
-                     index_link=True, **kwargs) for c in cases]
-    write_index(summaries, Path(out), bayes_factors=bayes_factor_rows(
-        cache=kwargs.get("cache", True), progress=progress))
+    for c in cases:  # every case file must load before any work starts
+        load(c)
+    alpha = case_alpha(len(cases))
+    cache = kwargs.pop("cache", True)
+    out = Path(out)
+    summaries: list = [None] * len(cases)
+    with Runner(scheduler, workers, serial=serial) as runner:
+        if serial:
+            for i, c in enumerate(cases):
+                summaries[i] = run(c, out=out, progress=progress, alpha=alpha, index_link=True,
+                                   cache=cache, **kwargs)
+                if on_case is not None:
+                    on_case(summaries[i])
+            bf = bayes_factor_rows(cache=cache, progress=progress)
+        else:
+            if progress is not None:
+                progress(f"{len(cases)} cases {runner.description}")
+            units = [("case", c, {"alpha": alpha, "index_link": True, "cache": cache, **kwargs},
+                      list(sys.argv)) for c in cases]
+            units.append(("bayes-factors", None, {"cache": cache}, list(sys.argv)))
+
+            def finished(i, result):
+                if i < len(cases):
+                    summaries[i] = _write_unit(out, *result)
+                    if on_case is not None:
+                        on_case(summaries[i])
+
+            results = runner.map(_unit, units, progress=finished, events=progress)
+            bf = results[-1]
+    write_index(summaries, out, bayes_factors=bf)
     return summaries
+
+
+def _unit(kind: str, case, kwargs: dict, argv: list):
+    """One unit of a report, run on a Dask worker: a case (returns its summary and the files of
+    its folder) or the Bayes factors. Files travel back to the client, so a remote cluster
+    needs no shared file system."""
+    import sys
+    import tempfile
+
+    from comparisons.parallel import report_progress
+
+    sys.argv = argv  # the command recorded in the report's provenance
+    if kind == "bayes-factors":
+        return bayes_factor_rows(cache=kwargs["cache"], progress=report_progress)
+    with tempfile.TemporaryDirectory(prefix="crosscheck-") as tmp:
+        summ = run(case, out=tmp, progress=report_progress, **kwargs)
+        folder = Path(tmp) / summ["case"]
+        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    return summ, files
+
+
+def _write_unit(out: Path, summ: dict, files: dict) -> dict:
+    """Write a case's files (from a worker) into ``out/<case>/``, dropping stale posteriors."""
+    folder = out / summ["case"]
+    for name, data in files.items():
+        atomic_write(folder / name, data)
+    for stale in folder.glob("*.nc"):
+        if stale.name not in files:
+            stale.unlink()
+    return summ
 
 
 def case_alpha(n_cases: int) -> float:

@@ -85,6 +85,15 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-cache", action="store_true",
                         help="refit everything and store nothing")
 
+    def dask_options(sp, units):
+        sp.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help=f"run the {units} on the Dask cluster at ADDRESS (e.g. "
+                             "tcp://10.0.0.5:8786; default: a local cluster)")
+        sp.add_argument("--workers", type=_positive_int, default=None,
+                        help="worker processes of the local cluster (default: one per core)")
+        sp.add_argument("--serial", action="store_true",
+                        help=f"run the {units} one after another in this process, without Dask")
+
     def sampling_options(sp, backends_default="the case file's backends"):
         sp.add_argument("--backends", nargs="+", choices=BACKENDS, default=None,
                         help=f"backends to fit (default: {backends_default})")
@@ -115,6 +124,7 @@ def parser() -> argparse.ArgumentParser:
               "Bayes factors between specifications. The 1%% false-alarm budget is shared by "
               "the cases.")
     sampling_options(rep)
+    dask_options(rep, "cases")
     rep.add_argument("--json", action="store_true",
                      help="print each case's verdict, reason and files as JSON")
     cmp_ = add("compare", "check your own sampler's draws (.csv, .nc, .zarr)",
@@ -127,10 +137,21 @@ def parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--case", required=True, help="a built-in case name or a .toml file")
     sampling_options(cmp_, backends_default="pymc")
     cmp_.add_argument("--json", action="store_true", help="print the summary as JSON")
-    sbc = add("sbc", "simulation-based calibration of the reference samplers",
-              "Run the simulation-based calibration study (the tests in tests/test_sbc.py; "
-              "needs a source checkout).")
-    sbc.add_argument("--quick", action="store_true", help="the short version from make test")
+    sbc = add("sbc", "simulation-based calibration of the reference, PyMC and Bambi samplers",
+              "Simulation-based calibration (Talts et al. 2018): draw parameters from the "
+              "prior and data from the model, fit, and test the ranks of the true values among "
+              "the draws for uniformity (simultaneous ECDF bands, Saeilynoja et al. 2022). "
+              "Replications run as Dask tasks. Writes <out>/sbc/index.html and sbc.json.")
+    sbc.add_argument("--quick", action="store_true",
+                     help="few replications (the version make test runs)")
+    sbc.add_argument("--studies", nargs="+", default=None, metavar="NAME",
+                     help="which studies (default: all; see the list in the page)")
+    sbc.add_argument("--replications", type=_positive_int, default=None,
+                     help="replications per study (default: 200, or 20 with --quick)")
+    sbc.add_argument("--seed", type=_seed, default=20261121, help="root seed")
+    sbc.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    sbc.add_argument("--quiet", "-q", action="store_true", help="no progress")
+    dask_options(sbc, "replications")
     add("bench", "run the benchmark scripts (same as make bench)",
         "Run benchmarks/run_all.py (needs a source checkout); prints figures, asserts nothing.")
     return p
@@ -274,21 +295,22 @@ def main(argv=None) -> int:
     settings = {"backends": args.backends, "draws": args.draws, "tune": args.tune,
                 "chains": args.chains, "seed": args.seed, "cache": _cache(args),
                 "log_likelihood": args.log_likelihood}
-    summaries = []
     index = None
-    try:
-        for n in names:
-            # the report's 1% budget is shared by its cases; one case keeps all of it
-            summ = api.run(n, out=args.out, progress=progress,
-                           alpha=api.case_alpha(len(names)),
-                           index_link=args.command == "report", **settings)
-            progress.advance(_verdict_line(summ, args.out / summ["case"] / "report.html"))
-            summaries.append(summ)
-        if args.command == "report":
-            from comparisons.report import write_index
 
-            bf = api.bayes_factor_rows(cache=_cache(args), progress=progress)
-            index = write_index(summaries, args.out, bayes_factors=bf)
+    def done(summ):
+        progress.advance(_verdict_line(summ, args.out / summ["case"] / "report.html"))
+
+    try:
+        if args.command == "run":
+            summaries = [api.run(args.case, out=args.out, progress=progress,
+                                 alpha=api.case_alpha(1), **settings)]
+            done(summaries[0])
+        else:
+            # the report's 1% budget is shared by its cases (api.case_alpha)
+            summaries = api.report(args.out, progress=progress, on_case=done,
+                                   scheduler=args.scheduler, workers=args.workers,
+                                   serial=args.serial, **settings)
+            index = args.out / "index.html"
             progress.close()
             if not args.quiet:
                 print(f"wrote {index}", file=sys.stderr)
@@ -296,6 +318,10 @@ def main(argv=None) -> int:
         progress.close()
         print(f"crosscheck: the backends are not the same model: {err}", file=sys.stderr)
         return EXIT_DISAGREE
+    except ValueError as err:  # e.g. an unreachable scheduler
+        progress.close()
+        print(f"crosscheck: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         progress.close()
     code = _exit_code(s["verdict"] for s in summaries)
@@ -365,17 +391,52 @@ def _print_worst(rows: list[dict], summ: dict, n: int = 5, file=None) -> None:
 
 
 def _hook(args) -> int:
-    """``sbc`` and ``bench`` run the studies that live beside the tests and benchmarks."""
+    """``sbc`` runs the simulation-based calibration studies; ``bench`` the benchmark scripts
+    of a source checkout."""
+    if args.command == "sbc":
+        return _sbc(args)
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    if args.command == "bench":
-        cmd = [sys.executable, str(root / "benchmarks" / "run_all.py")]
-    else:
-        marker = "not slow" if args.quick else "slow"
-        cmd = [sys.executable, "-m", "pytest", str(root / "tests" / "test_sbc.py"), "-m", marker,
-               "-q"]
-    return subprocess.run(cmd, cwd=root).returncode
+    script = root / "benchmarks" / "run_all.py"
+    if not script.exists():
+        print(f"crosscheck: error: {script} not found; the benchmarks live in a source "
+              "checkout (git clone, then make bench).", file=sys.stderr)
+        return EXIT_USAGE
+    return subprocess.run([sys.executable, str(script)], cwd=root).returncode
+
+
+def _sbc(args) -> int:
+    from comparisons import sbc_studies
+    from comparisons.parallel import Runner
+
+    studies = args.studies or list(sbc_studies.STUDIES)
+    unknown = [s for s in studies if s not in sbc_studies.STUDIES]
+    if unknown:
+        print(f"crosscheck: error: unknown SBC study {unknown}; valid: "
+              f"{', '.join(sbc_studies.STUDIES)}.", file=sys.stderr)
+        return EXIT_USAGE
+    reps = args.replications or (20 if args.quick else 200)
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr,
+                                                                   flush=True))
+    results = {}
+    t0 = time.perf_counter()
+    try:
+        with Runner(args.scheduler, args.workers, serial=args.serial) as runner:
+            say(f"SBC: {len(studies)} studies x {reps} replications {runner.description}")
+            for name in studies:
+                results[name] = sbc_studies.run_study(
+                    name, reps, seed=args.seed, map=None if args.serial else runner.map)
+                r = results[name]
+                say(f"[{time.perf_counter() - t0:5.0f} s] {name}: "
+                    f"{'uniform' if r.passed else 'NOT uniform'} (smallest p "
+                    f"{min(r.p_values.values()):.3g})")
+    except ValueError as err:
+        print(f"crosscheck: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    page = sbc_studies.write(results, args.out)
+    print(f"wrote {page}", file=sys.stderr)
+    return EXIT_AGREE if all(r.passed for r in results.values()) else EXIT_DISAGREE
 
 
 def _compare(args) -> int:

@@ -608,6 +608,31 @@ def _simulate_once(simulate, rng):
     return out
 
 
+def _sbc_block(simulate, fit, first: int, block, thin, L, batch: int) -> list:
+    """Replications ``first, first + 1, ...`` (one per child seed in ``block``): simulate, fit,
+    thin and rank; returns ``(thin factor, L, shortfall, ranks)`` per replication."""
+    streams = [child.spawn(3) for child in block]
+    # step 1: draw theta from the prior and data given theta
+    sims = [_simulate_once(simulate, np.random.default_rng(sim_seq)) for sim_seq, _, _ in streams]
+    # step 2: run the sampler on the simulated data
+    fit_seed = int(streams[0][1].generate_state(1)[0])
+    if batch == 1:
+        outs = [fit(sims[0][1], fit_seed)]
+    else:
+        outs = fit([data for _, data in sims], fit_seed)
+        if not isinstance(outs, list | tuple) or len(outs) != len(sims):
+            raise ValueError(f"with batch={batch}, fit must return a list of {len(sims)} "
+                             f"draws (one per data set); received {type(outs).__name__}.")
+    # steps 3-4: thin, keep L draws and rank, replication by replication
+    out = []
+    for j, ((theta, _), draws, (_, _, tie_seq)) in enumerate(zip(sims, outs, streams,
+                                                                 strict=True)):
+        out.append(_replication(first + j, theta, draws, thin, L,
+                                np.random.default_rng(tie_seq)))
+        L = out[-1][1]
+    return out
+
+
 def _replication(i, theta, out, thin, L, tie_rng):
     """Thin factor, L and the rank of every component for one replication."""
     if not isinstance(theta, Mapping) or len(theta) == 0:
@@ -652,6 +677,7 @@ def sbc(
     seed: int = 0,
     batch: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    map: Callable[[Callable, list], list] | None = None,
 ) -> SBCResult:
     """Run a simulation-based calibration study (Talts et al. 2018).
 
@@ -686,7 +712,13 @@ def sbc(
         Replications fitted per call of ``fit``: for samplers that run one chain per data set
         in a single vectorized call. The ranks are computed exactly as with ``batch=1``.
     progress : callable ``(done, total)``, optional
-        Called after every block of replications.
+        Called after every block of replications (serial runs only).
+    map : callable ``(fn, units) -> list``, optional
+        Runs ``fn(*unit)`` for every unit (a tuple of arguments) and returns the results in
+        order: for instance :meth:`comparisons.parallel.Runner.map`, which runs the blocks of
+        replications as Dask tasks. Each replication's randomness comes from its own child of
+        ``SeedSequence(seed)``, so the ranks are the same however the blocks are run. Default:
+        one after another in this process.
 
     Returns
     -------
@@ -709,35 +741,33 @@ def sbc(
         raise TypeError("simulate and fit must both be callables.")
 
     start = time.perf_counter()
+    children = np.random.SeedSequence(seed).spawn(replications)
+    blocks = [(first, children[first:first + batch])
+              for first in range(0, replications, batch)]
+    done: list = []
+    if L is None:  # L comes from the first replication: run that block before the others
+        done.append(_sbc_block(simulate, fit, *blocks[0], thin, None, batch))
+        L = done[0][0][1]
+        blocks = blocks[1:]
+    units = [(simulate, fit, first, block, thin, L, batch) for first, block in blocks]
+    if map is not None:
+        done += map(_sbc_block, units)
+    else:
+        for unit in units:
+            done.append(_sbc_block(*unit))
+            if progress is not None:
+                progress(min(unit[2] + batch, replications), replications)
     ranks: dict[str, list[int]] = {}
     thins = np.zeros(replications, dtype=np.int64)
     shortfall = 0
-    children = np.random.SeedSequence(seed).spawn(replications)
-    for first in range(0, replications, batch):
-        streams = [child.spawn(3) for child in children[first:first + batch]]
-        # step 1: draw theta from the prior and data given theta
-        sims = [_simulate_once(simulate, np.random.default_rng(sim_seq))
-                for sim_seq, _, _ in streams]
-        # step 2: run the sampler on the simulated data
-        fit_seed = int(streams[0][1].generate_state(1)[0])
-        if batch == 1:
-            outs = [fit(sims[0][1], fit_seed)]
-        else:
-            outs = fit([data for _, data in sims], fit_seed)
-            if not isinstance(outs, list | tuple) or len(outs) != len(sims):
-                raise ValueError(f"with batch={batch}, fit must return a list of {len(sims)} "
-                                 f"draws (one per data set); received {type(outs).__name__}.")
-        # steps 3-4: thin, keep L draws and rank, replication by replication
-        for j, ((theta, _), out, (_, _, tie_seq)) in enumerate(zip(sims, outs, streams,
-                                                                   strict=True)):
-            i = first + j
-            thins[i], L, short, r = _replication(i, theta, out, thin, L,
-                                                 np.random.default_rng(tie_seq))
+    i = 0
+    for block in done:
+        for k, _, short, r in block:
+            thins[i] = k
             shortfall += short
             for label, value in r.items():
                 ranks.setdefault(label, []).append(value)
-        if progress is not None:
-            progress(min(first + batch, replications), replications)
+            i += 1
 
     rank_arrays = {name: np.asarray(r, dtype=np.int64) for name, r in ranks.items()}
     lengths = {len(r) for r in rank_arrays.values()}

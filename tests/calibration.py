@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 
 import numpy as np
@@ -191,35 +192,61 @@ BUGS = {
 }
 
 
-def verdicts(scenario, runs: int, seed0: int = SEED0) -> dict:
-    """Run ``scenario`` ``runs`` times; count the verdicts."""
+@functools.cache
+def _prepared(name: str):
+    """``(spec, fit, exact)`` of the scenario called ``name`` (in :data:`CORRECT`,
+    :data:`BUGS` or ``"power"``), built once per process: a Dask worker reuses it."""
+    scenario = {**CORRECT, **BUGS, "power": lambda: _ref("tutorial")}[name]
     spec, fit = scenario()
-    exact = exact_answer(spec)
+    return spec, fit, exact_answer(spec)
+
+
+def one_verdict(name: str, seed: int) -> str:
+    """The verdict of one run of the scenario ``name`` with ``seed`` (a unit of work)."""
+    spec, fit, exact = _prepared(name)
+    with np.errstate(all="ignore"):
+        dt = fit(seed)
+    return overall(compare(spec, {"under-test": dt}, exact))
+
+
+def _serial_map(fn, units):
+    return [fn(*u) for u in units]
+
+
+def verdicts(name: str, runs: int, seed0: int = SEED0, map=None) -> dict:
+    """Run the scenario ``name`` ``runs`` times (seeds ``seed0 + k``); count the verdicts.
+
+    ``map`` runs the runs (e.g. :meth:`comparisons.parallel.Runner.map`, as Dask tasks); each
+    run's seed is fixed by its index, so the counts equal those of a serial run.
+    """
     counts = {"agree": 0, "disagree": 0, "inconclusive": 0}
     t0 = time.perf_counter()
-    for k in range(runs):
-        with np.errstate(all="ignore"):
-            dt = fit(seed0 + k)
-        counts[overall(compare(spec, {"under-test": dt}, exact))] += 1
+    for v in (map or _serial_map)(one_verdict, [(name, seed0 + k) for k in range(runs)]):
+        counts[v] += 1
     return {"runs": runs, **counts, "not_agree": runs - counts["agree"],
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def power_curve(deltas, runs: int, kind: str = "mean", seed0: int = SEED0) -> dict:
-    """Detection rate of a bias of ``delta`` posterior sds in the mean of ``x`` (or a stretch of
-    the draws by 1 + delta about their mean, ``kind="sd"``), Gibbs on the tutorial case."""
-    spec, fit = _ref("tutorial")
-    exact = exact_answer(spec)
-    sd = exact.marginal("x").std()
-    rates = {d: 0 for d in deltas}
+def _power_run(deltas, kind: str, seed: int) -> dict:
+    """For one seed: is each delta's shifted (or stretched) run flagged? (a unit for Dask)"""
     from arviz_base import from_dict
 
-    for k in range(runs):
-        dt = fit(seed0 + k)
-        post = {n: dt["posterior"][n].values for n in spec.parameters}
-        x = post["x"]
-        for d in deltas:
-            y = x + d * sd if kind == "mean" else x.mean() + (x - x.mean()) * (1 + d)
-            shifted = from_dict({"posterior": {**post, "x": y}})
-            rates[d] += overall(compare(spec, {"under-test": shifted}, exact)) != "agree"
-    return {d: r / runs for d, r in rates.items()}
+    spec, fit, exact = _prepared("power")
+    sd = exact.marginal("x").std()
+    dt = fit(seed)
+    post = {n: dt["posterior"][n].values for n in spec.parameters}
+    x = post["x"]
+    out = {}
+    for d in deltas:
+        y = x + d * sd if kind == "mean" else x.mean() + (x - x.mean()) * (1 + d)
+        shifted = from_dict({"posterior": {**post, "x": y}})
+        out[d] = overall(compare(spec, {"under-test": shifted}, exact)) != "agree"
+    return out
+
+
+def power_curve(deltas, runs: int, kind: str = "mean", seed0: int = SEED0, map=None) -> dict:
+    """Detection rate of a bias of ``delta`` posterior sds in the mean of ``x`` (or a stretch of
+    the draws by 1 + delta about their mean, ``kind="sd"``), Gibbs on the tutorial case."""
+    flags = (map or _serial_map)(_power_run, [(tuple(deltas), kind, seed0 + k)
+                                             for k in range(runs)])
+    return {d: sum(f[d] for f in flags) / runs for d in deltas}

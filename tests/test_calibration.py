@@ -19,14 +19,14 @@ ALPHA_RUN = 0.01
 
 def test_correct_samplers_agree_fast():
     """10 runs of correct samplers; the rule allows 1% per run, so >= 2 alarms has P < 0.5%."""
-    alarms = sum(C.verdicts(s, 2)["not_agree"] for s in C.CORRECT.values())
+    alarms = sum(C.verdicts(name, 2)["not_agree"] for name in C.CORRECT)
     assert alarms <= stats.binom.ppf(1 - 0.005, 10, ALPHA_RUN)
 
 
 @pytest.mark.parametrize("bug", list(C.BUGS))
 def test_injected_bug_is_detected_fast(bug):
     """Two runs per bug; at a true detection rate of 95% missing both has probability 0.25%."""
-    assert C.verdicts(C.BUGS[bug], 2)["not_agree"] >= 1
+    assert C.verdicts(bug, 2)["not_agree"] >= 1
 
 
 def test_power_extremes_fast():
@@ -44,11 +44,18 @@ DELTAS = [0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3]
 
 @pytest.mark.slow
 def test_calibration_study():
+    """The full study; its runs are Dask tasks on a local cluster (CROSSCHECK_SCHEDULER names
+    another), with the same counts as a serial run."""
+    import os
+
+    from comparisons.parallel import Runner
+
     out = ROOT / "reports" / "validation"
-    correct = {name: C.verdicts(s, RUNS_CORRECT) for name, s in C.CORRECT.items()}
-    bugs = {name: C.verdicts(s, RUNS) for name, s in C.BUGS.items()}
-    power_mean = C.power_curve(DELTAS, 100, "mean")
-    power_sd = C.power_curve(DELTAS, 100, "sd")
+    with Runner(os.environ.get("CROSSCHECK_SCHEDULER")) as runner:
+        correct = {name: C.verdicts(name, RUNS_CORRECT, map=runner.map) for name in C.CORRECT}
+        bugs = {name: C.verdicts(name, RUNS, map=runner.map) for name in C.BUGS}
+        power_mean = C.power_curve(DELTAS, 100, "mean", map=runner.map)
+        power_sd = C.power_curve(DELTAS, 100, "sd", map=runner.map)
     total = sum(v["runs"] for v in correct.values())
     alarms = sum(v["not_agree"] for v in correct.values())
     smallest = {k: next((d for d in DELTAS if r[d] >= 0.95), None)
@@ -105,6 +112,22 @@ def _write_page(result: dict, out: Path) -> None:
 {json.dumps(result['power']['smallest_detected_95'])} (posterior sds) at default draws
 ({result['power']['case']}).</p><img alt="power" src="data:image/png;base64,{power_png}">"""
     atomic_write(out / "index.html", _page("calibration", body))
+
+
+def test_calibration_runs_on_dask_give_the_serial_counts():
+    """The study's runs as Dask tasks on a local cluster: the same verdicts as one after
+    another (each run's seed is fixed by its index)."""
+    from comparisons.parallel import Runner
+
+    name = "Gibbs, HalfCauchy mixture (tutorial)"
+    serial = C.verdicts(name, 4)
+    with Runner(workers=2) as runner:
+        parallel = C.verdicts(name, 4, map=runner.map)
+        bug = C.verdicts("prior mean +0.5 sd", 2, map=runner.map)
+    drop = ("seconds",)
+    assert {k: v for k, v in parallel.items() if k not in drop} == \
+        {k: v for k, v in serial.items() if k not in drop}
+    assert bug["not_agree"] >= 1
 
 
 def test_validation_page_is_written_from_a_result(tmp_path):

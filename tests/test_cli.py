@@ -236,7 +236,7 @@ def test_report_json_lists_each_case(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(api, "run", fake_run)
     monkeypatch.setattr(api, "bayes_factor_rows", lambda **kw: [])
-    assert main(["report", "--out", str(tmp_path), "--json", "--quiet"]) == 0
+    assert main(["report", "--out", str(tmp_path), "--json", "--quiet", "--serial"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "agree" and out["index"] == str(tmp_path / "index.html")
     assert out["cases"][0]["report"] == str(tmp_path / out["cases"][0]["case"] / "report.html")

@@ -93,7 +93,7 @@ def test_a_report_shares_its_budget_among_its_cases(monkeypatch, tmp_path):
 
     monkeypatch.setattr(api, "run", fake_run)
     monkeypatch.setattr(api, "bayes_factor_rows", lambda **kw: [])
-    assert main(["report", "--out", str(tmp_path)]) == 0
+    assert main(["report", "--out", str(tmp_path), "--serial"]) == 0
     from comparisons.cases import CASES
 
     assert seen == [pytest.approx(ALPHA / len(CASES))] * len(CASES)

@@ -1,0 +1,57 @@
+"""The report's cases as Dask tasks: the same results as a serial run, and clear errors."""
+
+import json
+
+import pytest
+
+from comparisons import api
+from comparisons.cli import main
+from comparisons.parallel import Runner
+
+CASES = ["three-point", "tutorial-nig"]
+TIMING = ("wall_time", "wall_times", "seconds")
+
+
+def _strip(obj):
+    """Everything but wall times (which differ between any two runs)."""
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in TIMING}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def test_report_on_dask_equals_the_serial_report(tmp_path):
+    common = {"cases": CASES, "backends": ("reference",), "cache": False}
+    serial = api.report(tmp_path / "serial", serial=True, **common)
+    seen = []
+    parallel = api.report(tmp_path / "dask", workers=2, on_case=lambda s: seen.append(s["case"]),
+                          **common)
+    assert sorted(seen) == sorted(CASES)
+    assert [s["case"] for s in parallel] == CASES  # in case order, whatever finished first
+    assert _strip(parallel) == _strip(serial)
+    for case in CASES:
+        for name in ("summary.json", "report.html", "report.md", "reference.nc"):
+            assert (tmp_path / "dask" / case / name).is_file()
+        on_disk = json.loads((tmp_path / "dask" / case / "summary.json").read_text())
+        assert _strip(on_disk) == _strip(next(s for s in serial if s["case"] == case))
+    index = (tmp_path / "dask" / "index.html").read_text()
+    assert "Bayes factors" in index and "three-point/report.html" in index
+    page = (tmp_path / "dask" / "three-point" / "report.html").read_text()
+    assert "../index.html" in page  # report pages link to their index
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, capsys):
+    code = main(["report", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path),
+                 "--backends", "reference", "--quiet"])
+    assert code == 2
+    assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in capsys.readouterr().err
+
+
+def test_runner_rejects_bad_settings():
+    with pytest.raises(ValueError, match="workers must be a positive integer; received 0"):
+        Runner(workers=0)
+    with pytest.raises(ValueError, match="cannot use a scheduler"):
+        Runner("tcp://x:1", serial=True)
+    with Runner(serial=True) as run:
+        assert run.map(pow, [(2, 3), (3, 2)]) == [8, 9]
