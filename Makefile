@@ -56,8 +56,10 @@ browser:
 	     chromium chromium-driver >/dev/null) || echo "chromium could not be installed; the browser test will skip"; \
 	else echo "chromium is absent and cannot be installed here; the browser test will skip"; fi
 
+# Test files run on two pytest-xdist workers (one per core here), a file's tests on one worker
+# so that module fixtures are built once.
 test: $(STAMP) browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 validate: $(STAMP)
 	$(PY) -m pytest -m slow -p no:cacheprovider
