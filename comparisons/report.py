@@ -349,7 +349,10 @@ def _sensitivity_html(result: CaseResult, cache=None) -> str:
     s = result.settings
     seed = s.get("backend_seeds", {}).get("reference", s["seed"])
     try:
-        refits = plots.sensitivity_refits(result.spec, draws=s["draws"], tune=s.get("tune"),
+        # a density plot needs no more than the default 1000 draws per chain, even where a case
+        # samples longer to pass the diagnostics gate (radon-intercepts: 2000)
+        refits = plots.sensitivity_refits(result.spec, draws=min(s["draws"], 1000),
+                                          tune=min(s.get("tune") or 1000, 1000),
                                           chains=s["chains"], seed=seed, cache=cache)
     except Exception as err:
         return f"<p><em>prior sensitivity failed: {html.escape(str(err))}</em></p>"
@@ -445,7 +448,9 @@ def write_index(summaries: list[dict], out: Path, bayes_factors: list | None = N
     e = html.escape
     rows = "".join(
         f"<tr><td style='text-align:left'><a href='{e(s['case'])}/report.html'>{e(s['case'])}</a>"
-        f"</td><td style='text-align:left'>{e(s['formula'])}</td><td>{_badge(s['verdict'])}</td>"
+        f"</td><td style='text-align:left'>{e(s['formula'])}</td><td>{_badge(s['verdict'])}"
+        f"{'<br><small>' + e(s['verdict_reason']) + '</small>' if s.get('verdict_reason') else ''}"
+        f"</td>"
         f"<td>{len(s['comparisons'])}</td>"
         f"<td>{max((abs(c['z']) for c in s['comparisons']), default=float('nan')):.2f}"
         f"</td></tr>" for s in summaries)
