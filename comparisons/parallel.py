@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -123,7 +124,8 @@ class Runner:
         if events is not None:
             client.subscribe_topic(TOPIC, lambda event: events(event[1]))
         try:
-            futures = [client.submit(fn, *u, pure=False, key=f"unit-{i}-{os.getpid()}-{id(u)}")
+            batch = uuid.uuid4().hex  # keys unique to this call: never another call's result
+            futures = [client.submit(fn, *u, pure=False, key=f"unit-{batch}-{i}")
                        for i, u in enumerate(units)]
             index = {f.key: i for i, f in enumerate(futures)}
             results: list = [None] * len(units)

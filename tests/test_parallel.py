@@ -55,3 +55,12 @@ def test_runner_rejects_bad_settings():
         Runner("tcp://x:1", serial=True)
     with Runner(serial=True) as run:
         assert run.map(pow, [(2, 3), (3, 2)]) == [8, 9]
+
+
+def test_successive_maps_on_one_cluster_never_mix_results():
+    """Two maps on one cluster with equal-looking units: each gets its own results (task keys
+    used to repeat across calls, and a second SBC study received the first one's ranks)."""
+    with Runner(workers=2) as run:
+        first = run.map(pow, [(2, 1), (2, 2), (2, 3)])
+        second = run.map(pow, [(3, 1), (3, 2), (3, 3)])
+    assert first == [2, 4, 8] and second == [3, 9, 27]
