@@ -123,6 +123,8 @@ def parser() -> argparse.ArgumentParser:
               "Run every built-in case and write <out>/index.html with a page per case and the "
               "Bayes factors between specifications. The 1%% false-alarm budget is shared by "
               "the cases.")
+    rep.add_argument("--cases", nargs="+", default=None, metavar="CASE",
+                     help="run these cases only (default: every built-in case)")
     sampling_options(rep)
     dask_options(rep, "cases")
     rep.add_argument("--json", action="store_true",
@@ -283,7 +285,7 @@ def main(argv=None) -> int:
     from comparisons import api
     from comparisons.harness import ModelMismatch
 
-    names = [args.case] if args.command == "run" else list(CASES)
+    names = [args.case] if args.command == "run" else list(args.cases or CASES)
     try:
         _check_writable(args.out)
         for n in names:  # validate every case file before any work
@@ -307,7 +309,7 @@ def main(argv=None) -> int:
             done(summaries[0])
         else:
             # the report's 1% budget is shared by its cases (api.case_alpha)
-            summaries = api.report(args.out, progress=progress, on_case=done,
+            summaries = api.report(args.out, cases=names, progress=progress, on_case=done,
                                    scheduler=args.scheduler, workers=args.workers,
                                    serial=args.serial, **settings)
             index = args.out / "index.html"

@@ -64,3 +64,21 @@ def test_successive_maps_on_one_cluster_never_mix_results():
         first = run.map(pow, [(2, 1), (2, 2), (2, 3)])
         second = run.map(pow, [(3, 1), (3, 2), (3, 3)])
     assert first == [2, 4, 8] and second == [3, 9, 27]
+
+
+def test_report_on_a_given_scheduler(tmp_path, capsys):
+    """--scheduler ADDRESS: the cases run on that cluster's workers and the files land here."""
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        code = main(["report", "--scheduler", cluster.scheduler_address, "--out",
+                     str(tmp_path), "--cases", "three-point", "eight-schools", "--backends",
+                     "reference", "--no-cache", "--json", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["verdict"] == "agree"
+    assert [c["case"] for c in out["cases"]] == ["three-point", "eight-schools"]
+    assert (tmp_path / "three-point" / "reference.nc").is_file()
+    assert (tmp_path / "index.html").is_file()
