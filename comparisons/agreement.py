@@ -91,7 +91,8 @@ def exact_value(dist, quantity: str) -> float:
 
 
 def check_against_exact(name: str, x, dist, quantities=tuple(QUANTITIES)) -> list[Check]:
-    """Compare draws ``x`` (chain, draw) of one scalar parameter with its exact marginal ``dist``."""
+    """Compare draws ``x`` (chain, draw) of one scalar parameter with its exact marginal
+    ``dist``."""
     x = np.asarray(x, dtype=float)
     if x.ndim != 2:
         raise ValueError(f"draws of {name!r} must be shaped (chain, draw); received {x.shape}.")

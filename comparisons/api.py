@@ -264,12 +264,14 @@ def read_draws(path: str | Path, spec) -> object:
         raise
     except Exception as err:  # corrupt or unreadable files come in many exception types
         raise ValueError(f"cannot read draws file {str(path)!r}: "
-                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                         ) from None
     missing = [n for n in expected if n not in df.columns]
     if missing:
         raise ValueError(f"draws file {str(path)!r} lacks parameters {missing[:8]}"
                          f"{' ...' if len(missing) > 8 else ''}; case {spec.name!r} expects "
-                         f"{expected}; it has {[c for c in df.columns if c not in ('chain', 'draw')]}.")
+                         f"{expected}; it has "
+                         f"{[c for c in df.columns if c not in ('chain', 'draw')]}.")
     values = df[expected].to_numpy(dtype=float)
     if not np.isfinite(values).all():
         raise ValueError(f"draws file {str(path)!r} contains NaN or inf values.")

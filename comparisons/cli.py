@@ -20,7 +20,8 @@ def _positive_int(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, received {text!r}") from None
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {v}")
     return v

@@ -16,7 +16,8 @@ a few matrix products. Estimators (:mod:`reference.evidence`):
 
 * bridge sampling with a normal and a warp-III proposal, on each backend's draws;
 * Laplace, around the mode of the same density (no error bar); for hierarchical models over
-  the log scales with the coefficients integrated exactly (:func:`reference.evidence.laplace_scales`);
+  the log scales with the coefficients integrated exactly
+  (:func:`reference.evidence.laplace_scales`);
 * Chib (1995) on the reference draws: Gibbs with an inverse-gamma noise conditional, and
   hierarchical Gibbs (reduced runs with the scales fixed in turn); and
   Chib-Jeliazkov (2001) on random-walk Metropolis output;
@@ -108,7 +109,7 @@ class LogPosterior:
             else:
                 out += prior.logpdf(beta[:, j])
         # group effects given their sds, and the sds' priors with the log-Jacobian
-        for t, (g, prior) in enumerate(zip(self.groups, self.tau_priors, strict=True)):
+        for t, prior in enumerate(self.tau_priors):
             b = theta[:, s.blocks[t + 1]]
             tau = np.exp(log_tau[:, t])
             out += (-0.5 * b.shape[1] * LOG_2PI - b.shape[1] * log_tau[:, t]

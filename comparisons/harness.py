@@ -181,7 +181,8 @@ def run_case(spec: ModelSpec, *, backends=None, draws: int = 1000, tune: int = 1
             run["target_accept"] = target_accept
         if b != "reference" and nuts_sampler is not None:
             run["sampler"] = nuts_sampler
-        key = make_key(kind="fit", spec=fingerprint(spec), backend=b, source=("reference", "models"),
+        key = make_key(kind="fit", spec=fingerprint(spec), backend=b,
+                       source=("reference", "models"),
                        **run)
         dt = cache.load_fit(key) if cache is not None else None
         if dt is None:

@@ -1,7 +1,8 @@
 """Figures for the case report pages.
 
 Every plot takes a :class:`~comparisons.harness.CaseResult` (and extra inputs where it needs
-them; :func:`evidence_plot` and :func:`z_plot` take the estimate and check rows) and returns a matplotlib ``Figure``, or ``None`` when the plot does not apply to the case
+them; :func:`evidence_plot` and :func:`z_plot` take the estimate and check rows) and returns a
+matplotlib ``Figure``, or ``None`` when the plot does not apply to the case
 (a regression-line plot for a model with two predictors, a shrinkage plot without group terms,
 ...). :func:`png_base64` turns a figure into the base64 PNG that the self-contained HTML pages
 embed, and closes it.
@@ -900,7 +901,7 @@ def prior_sensitivity_plot(result: CaseResult, refits: dict):
     nrow = -(-len(names) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 2.6 * nrow), squeeze=False)
     styles = {"x0.5": ("#2c7fb8", "--"), "x1": ("black", "-"), "x2": ("#d95f0e", ":")}
-    for ax, n in zip(axes.ravel(), names):
+    for ax, n in zip(axes.ravel(), names, strict=False):  # spare axes are hidden
         xs = {k: _flat(fits[k], n) for k in labels}
         lo, hi = np.quantile(np.concatenate(list(xs.values())), [0.002, 0.998])
         lower = 0.0 if _is_scale(n) else None
@@ -1014,7 +1015,7 @@ def density_plot(result: CaseResult):
     ncol = min(4, len(names))
     nrow = -(-len(names) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 2.6 * nrow), squeeze=False)
-    for ax, n in zip(axes.ravel(), names):
+    for ax, n in zip(axes.ravel(), names, strict=False):  # spare axes are hidden
         m = None
         if result.exact is not None:
             try:

@@ -62,7 +62,8 @@ def provenance(result: CaseResult) -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "packages": versions, "source_hash": fp["source"], "git_commit": commit, "seed": result.settings["seed"],
+            "packages": versions, "source_hash": fp["source"], "git_commit": commit,
+            "seed": result.settings["seed"],
             "data_hash": result.spec.data_hash(),
             "wall_times": {k: round(v, 3) for k, v in result.wall_times.items()},
             "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])}
@@ -197,8 +198,10 @@ def _collapsed(checks: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # HTML
 # ---------------------------------------------------------------------------------------------
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222}
+table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}.agree{background:#2e7d32;color:#fff;border-radius:4px;padding:1px 6px}
 .disagree{background:#c62828;color:#fff;border-radius:4px;padding:1px 6px}
 .inconclusive{background:#f9a825;color:#222;border-radius:4px;padding:1px 6px}
@@ -431,7 +434,8 @@ def case_markdown(summ: dict) -> str:
         lines.append(f"- {format_row(c)}")
     ev = summ.get("evidence", {}).get("estimates", [])
     if ev:
-        lines += ["", "## Evidence", "", "| method | backend | log evidence | SE |", "|---|---|---|---|"]
+        lines += ["", "## Evidence", "", "| method | backend | log evidence | SE |",
+                  "|---|---|---|---|"]
         for r in ev:
             val = "-" if r["log_evidence"] is None else f"{r['log_evidence']:.4f}"
             se = "-" if r["se"] is None else f"{r['se']:.4f}"

@@ -61,7 +61,6 @@ def _prior(p: Prior | GroupPrior) -> str:
 
 def bambi_code(spec: ModelSpec) -> str:
     """The Bambi formula model for ``spec``, as source code (``data`` is the data frame)."""
-    d = spec.design()
     sigma = spec.sigma
     nig = spec.coef_scale_by_sigma
     ig_variance = isinstance(sigma, InverseGamma) and sigma.on == "sigma2"

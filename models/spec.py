@@ -175,12 +175,14 @@ class ModelSpec:
             if k not in group_names and not isinstance(p, Prior):
                 raise TypeError(f"prior for {k!r} must be a distribution; received {p!r}.")
         if not isinstance(self.sigma, Prior | NoiseColumn | int | float):
-            raise TypeError(f"sigma must be a prior, a number or a column; received {self.sigma!r}.")
+            raise TypeError("sigma must be a prior, a number or a column; received "
+                            f"{self.sigma!r}.")
         if isinstance(self.sigma, int | float) and not self.sigma > 0:
             raise ValueError(f"a known sigma must be > 0; received {self.sigma}.")
         if self.coef_scale_by_sigma:
             if not (isinstance(self.sigma, InverseGamma) and self.sigma.on == "sigma2"):
-                raise ValueError("coef_scale_by_sigma needs sigma = InverseGamma(..., on='sigma2').")
+                raise ValueError("coef_scale_by_sigma needs sigma = "
+                                 "InverseGamma(..., on='sigma2').")
             if not all(isinstance(self.priors[t], Normal) for t in d.terms) or d.groups:
                 raise ValueError("coef_scale_by_sigma needs Normal priors on every coefficient "
                                  "and no group terms.")

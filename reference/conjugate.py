@@ -144,7 +144,8 @@ def _flat_update(X, y, s2) -> _Update:
 
 
 def ols(X, y) -> np.ndarray:
-    """Ordinary least squares :math:`(X^\\top X)^{-1} X^\\top y`, via Cholesky; errors if singular."""
+    """Ordinary least squares :math:`(X^\\top X)^{-1} X^\\top y`, via Cholesky; errors if
+    singular."""
     X, y = as_design(X, y)
     return _flat_update(X, y, 1.0).mean
 
@@ -257,7 +258,8 @@ class GaussianKnownNoise:
         return [stats.norm(m, s) for m, s in zip(self.mean, self.sd, strict=True)]
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """Independent posterior draws, shape (size, p): :math:`m_n + L z` with :math:`LL^\\top = V_n`."""
+        """Independent posterior draws, shape (size, p): :math:`m_n + L z` with
+        :math:`LL^\\top = V_n`."""
         L = linalg.cholesky(self.cov, lower=True)
         return self.mean + rng.standard_normal((size, len(self.mean))) @ L.T
 
@@ -314,7 +316,8 @@ def empirical_bayes(X, y, *, alpha0: float = 1.0, beta0: float = 1.0):
 # Normal-Inverse-Gamma prior
 # --------------------------------------------------------------------------------------------
 class SqrtInvGamma:
-    r"""Distribution of :math:`\sigma = \sqrt{\sigma^2}` when :math:`\sigma^2 \sim \mathrm{InvGamma}(a, b)`.
+    r"""Distribution of :math:`\sigma = \sqrt{\sigma^2}` when
+    :math:`\sigma^2 \sim \mathrm{InvGamma}(a, b)`.
 
     :math:`E[\sigma] = \sqrt{b}\,\Gamma(a - \tfrac12)/\Gamma(a)` (needs :math:`a > 1/2`),
     :math:`E[\sigma^2] = b/(a-1)` (needs :math:`a > 1`); quantiles are square roots of the
@@ -329,7 +332,8 @@ class SqrtInvGamma:
     def mean(self) -> float:
         if self.a <= 0.5:
             return np.inf
-        return float(np.sqrt(self.b) * np.exp(special.gammaln(self.a - 0.5) - special.gammaln(self.a)))
+        log_ratio = special.gammaln(self.a - 0.5) - special.gammaln(self.a)
+        return float(np.sqrt(self.b) * np.exp(log_ratio))
 
     def var(self) -> float:
         if self.a <= 1:
@@ -415,7 +419,8 @@ class NormalInverseGamma:
 
     @property
     def cov(self) -> np.ndarray:
-        """Posterior covariance of beta, :math:`E[\\sigma^2]\\Lambda_n^{-1}` (needs :math:`a_n > 1`)."""
+        """Posterior covariance of beta, :math:`E[\\sigma^2]\\Lambda_n^{-1}` (needs
+        :math:`a_n > 1`)."""
         return self.scale_matrix * self.df / (self.df - 2.0)
 
     @property
@@ -441,14 +446,16 @@ class NormalInverseGamma:
         return SqrtInvGamma(self.a_n, self.b_n)
 
     def sample(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Independent draws ``(beta (size, p), sigma2 (size,))``: sigma^2 first, then beta given it."""
+        """Independent draws ``(beta (size, p), sigma2 (size,))``: sigma^2 first, then beta
+        given it."""
         sigma2 = self.b_n / rng.standard_gamma(self.a_n, size)
         L = linalg.cholesky(self.cov_unscaled, lower=True)
         z = rng.standard_normal((size, len(self.mean)))
         return self.mean + np.sqrt(sigma2)[:, None] * (z @ L.T), sigma2
 
     def predictive(self, X_new) -> Predictive:
-        """Student-t predictive; its variance is split into :math:`E[\\sigma^2]` and :math:`E[\\sigma^2]x^\\top\\Lambda_n^{-1}x`."""
+        """Student-t predictive; its variance is split into :math:`E[\\sigma^2]` and
+        :math:`E[\\sigma^2]x^\\top\\Lambda_n^{-1}x`."""
         Xn = _new_rows(X_new, len(self.mean))
         mean = Xn @ self.mean
         h = np.einsum("ij,jk,ik->i", Xn, self.cov_unscaled, Xn)
@@ -458,7 +465,8 @@ class NormalInverseGamma:
                           stats.t(self.df, mean, scale))
 
     def log_evidence(self) -> float:
-        """Closed-form log marginal likelihood (see the class notes); undefined under a flat prior."""
+        """Closed-form log marginal likelihood (see the class notes); undefined under a flat
+        prior."""
         if self._u.logdet_S is None:
             raise ValueError(
                 "the evidence is undefined under a flat (improper) prior on the coefficients."

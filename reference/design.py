@@ -76,7 +76,8 @@ class GroupTerm:
 
 @dataclass(frozen=True)
 class SufficientStats:
-    """:math:`W^\\top\\Omega W`, :math:`W^\\top\\Omega y`, :math:`y^\\top\\Omega y` and the sizes."""
+    """:math:`W^\\top\\Omega W`, :math:`W^\\top\\Omega y`, :math:`y^\\top\\Omega y` and the
+    sizes."""
 
     WtW: np.ndarray
     Wty: np.ndarray

@@ -104,8 +104,13 @@ from reference._validation import as_design, positive_scalar, spd_matrix, vector
 from reference.conjugate import GaussianKnownNoise
 from reference.design import GroupTerm, sufficient_stats
 from reference.gibbs import BetaPrior, GibbsData, residual_terms
-from reference.hierarchical import (_sigma_setting, _tau_priors, hierarchical_gibbs,
-                                    least_squares_point, residual_ss)
+from reference.hierarchical import (
+    _sigma_setting,
+    _tau_priors,
+    hierarchical_gibbs,
+    least_squares_point,
+    residual_ss,
+)
 from reference.quadrature import _build_conditional, _conditional_batch, _scale_map
 
 __all__ = [
@@ -535,7 +540,7 @@ def bridge_sampling(draws, log_density: Callable[[np.ndarray], np.ndarray], *,
     log_s1, log_s2 = np.log(n1 / (n1 + n2)), np.log(n2 / (n1 + n2))
     log_p = float(np.median(log_l1))  # any start converges; this one is on the right scale
     converged = False
-    for iteration in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
         numerator = special.logsumexp(log_l2 - np.logaddexp(log_s1 + log_l2, log_s2 + log_p))
         denominator = special.logsumexp(-np.logaddexp(log_s1 + log_l1, log_s2 + log_p))
         new = float(numerator - np.log(n2) - (denominator - np.log(n1)))
@@ -1406,7 +1411,7 @@ def chib_hierarchical(X, y, groups, *, names, beta_mean, beta_cov, tau_priors, s
     # --- the main run: the point s* and the draws of the first ordinate -----------------------
     group = _posterior_group(posterior)
     point = {}
-    for t, name in free:
+    for _, name in free:
         draws = _posterior_array(group, name, 2, "a free scale")
         if draws.shape[0] * draws.shape[1] < MIN_DRAWS or draws.shape[1] < MIN_PER_CHAIN:
             raise ValueError(f"too few draws of {name!r}: {draws.shape[0]} chain(s) x "

@@ -116,7 +116,8 @@ class Normal(Prior):
 
 @dataclass(frozen=True)
 class TruncatedNormal(Prior):
-    r"""Normal(mu, sigma) truncated to ``(lower, inf)``, normalized by :math:`1 - \Phi((l-\mu)/\sigma)`.
+    r"""Normal(mu, sigma) truncated to ``(lower, inf)``, normalized by
+    :math:`1 - \Phi((l-\mu)/\sigma)`.
 
     The blog seed's prior on the noise sd, N(10, 30^2) restricted to sd > 0, is
     ``TruncatedNormal(mu=10, sigma=30, lower=0)``.
@@ -257,7 +258,8 @@ class InverseGamma(Prior):
         positive_scalar("InverseGamma alpha", self.alpha)
         positive_scalar("InverseGamma beta", self.beta)
         if self.on not in ("sigma", "sigma2"):
-            raise ValueError(f"InverseGamma 'on' must be 'sigma' or 'sigma2'; received {self.on!r}.")
+            raise ValueError("InverseGamma 'on' must be 'sigma' or 'sigma2'; received "
+                             f"{self.on!r}.")
 
     def rescaled(self, factor: float) -> Prior:
         # scaling sigma by f scales sigma^2 by f^2
@@ -271,7 +273,8 @@ class InverseGamma(Prior):
             lp = a * np.log(b) - special.gammaln(a) - (a + 1) * np.log(xs) - b / xs
         else:  # density of sigma^2 at x^2, times the Jacobian 2x
             v = xs * xs
-            lp = a * np.log(b) - special.gammaln(a) - (a + 1) * np.log(v) - b / v + LOG2 + np.log(xs)
+            lp = (a * np.log(b) - special.gammaln(a) - (a + 1) * np.log(v) - b / v + LOG2
+                  + np.log(xs))
         return np.where(ok, lp, -np.inf)
 
     def rvs(self, rng, size=None):
@@ -288,7 +291,8 @@ class Uniform(Prior):
     def __post_init__(self):
         if not (np.isfinite(self.lower) and np.isfinite(self.upper) and self.upper > self.lower):
             raise ValueError(
-                f"Uniform needs finite lower < upper; received lower={self.lower}, upper={self.upper}."
+                f"Uniform needs finite lower < upper; received lower={self.lower}, "
+                f"upper={self.upper}."
             )
 
     def logpdf(self, x):
@@ -338,5 +342,6 @@ class Constant(Prior):
 
 
 #: name -> class, the vocabulary accepted in case files
-PRIORS = {cls.__name__: cls for cls in (Normal, StudentT, TruncatedNormal, HalfNormal, HalfCauchy, HalfStudentT,
-                                         Exponential, InverseGamma, Uniform, Flat, Constant)}
+PRIORS = {cls.__name__: cls for cls in (Normal, StudentT, TruncatedNormal, HalfNormal, HalfCauchy,
+                                         HalfStudentT, Exponential, InverseGamma, Uniform, Flat,
+                                         Constant)}

@@ -53,7 +53,8 @@ probability
 
 .. math::
 
-    \pi_i(c) = \min\{1,\; 2 \min(P(C_i \le c),\, P(C_i \ge c))\}, \qquad C_i \sim \mathrm{Bin}(N, z_i),
+    \pi_i(c) = \min\{1,\; 2 \min(P(C_i \le c),\, P(C_i \ge c))\},
+    \qquad C_i \sim \mathrm{Bin}(N, z_i),
 
 defines a pointwise band :math:`\{c : \pi_i(c) \ge \gamma\}` (an interval of counts). The
 *adjusted* level :math:`\gamma` is chosen so that the whole ECDF stays inside all K - 1 pointwise
@@ -732,7 +733,8 @@ def sbc(
         if thin != "ess":
             raise ValueError(f"thin must be a positive integer or 'ess'; received {thin!r}.")
         if L is None:
-            raise ValueError("thin='ess' needs an explicit L (the number of draws to rank against).")
+            raise ValueError("thin='ess' needs an explicit L (the number of draws to rank "
+                             "against).")
     else:
         thin = integer("thin", thin, 1)
     if L is not None:

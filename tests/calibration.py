@@ -110,7 +110,8 @@ def bug_ig_shape():
 
     def run(seed):
         with patched(gibbs, "draw_sigma2",
-                     lambda real: lambda rng, shape, scale, k, q: real(rng, shape, scale, 2 * k, q)):
+                     lambda real: lambda rng, shape, scale, k, q:
+                     real(rng, shape, scale, 2 * k, q)):
             return fit(seed)
     return spec, run
 

@@ -63,7 +63,8 @@ def test_compare_bad_draws(exact_draws, tmp_path, capsys):
     wrong = tmp_path / "wrong.csv"
     df.rename(columns={"x": "slope"}).to_csv(wrong, index=False)
     code, err = _run(["compare", str(wrong), "--case", CASE, "--out", str(tmp_path)], capsys)
-    assert code == 2 and "lacks parameters ['x']" in err and "expects ['Intercept', 'x', 'sigma']" in err
+    assert code == 2 and "lacks parameters ['x']" in err
+    assert "expects ['Intercept', 'x', 'sigma']" in err
     corrupt = tmp_path / "corrupt.nc"
     corrupt.write_bytes(b"not a netcdf file" * 10)
     code, err = _run(["compare", str(corrupt), "--case", CASE, "--out", str(tmp_path)], capsys)

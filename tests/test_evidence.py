@@ -152,7 +152,8 @@ def fixed_rwm(logdensity, params, mode, cov, *, draws, chains, seed):
     unconstrained scale (chain, draw, d) and the proposal covariance used.
     """
     names = list(params)
-    init = {k: (np.exp(v) if params[k] == "positive" else v) for k, v in zip(names, mode)}
+    init = {k: (np.exp(v) if params[k] == "positive" else v)
+            for k, v in zip(names, mode, strict=True)}
     kernel = rwm_kernel(logdensity, params, init=init)
     d = len(names)
     chol = np.linalg.cholesky(cov)

@@ -47,7 +47,8 @@ def test_environment_yml_matches_the_lock():
     listed.pop("python")
     assert set(_pyproject_pins()) <= set(listed), "environment.yml lacks a direct dependency"
     for name, version in listed.items():
-        assert lock.get(name) == version, f"{name}: environment.yml {version}, lock {lock.get(name)}"
+        assert lock.get(name) == version, \
+            f"{name}: environment.yml {version}, lock {lock.get(name)}"
 
 
 def test_python_is_at_least_3_12():

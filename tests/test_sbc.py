@@ -43,7 +43,8 @@ def _report(label: str, result) -> None:
 
 
 def _binomial_ok(count: int, trials: int, p: float, budget: float = CHECK_BUDGET) -> bool:
-    """Two-sided binomial check: ``count`` is not in either tail of Bin(trials, p) beyond budget/2."""
+    """Two-sided binomial check: ``count`` is not in either tail of Bin(trials, p) beyond
+    budget/2."""
     return (stats.binom.cdf(count, trials, p) > budget / 2
             and stats.binom.sf(count - 1, trials, p) > budget / 2)
 
@@ -199,7 +200,8 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match=r"only 50 draws remain but L=99"):
         sbc(_nig_simulate, lambda y, s: {k: v[:, :50] for k, v in _nig_fit(y, s).items()},
             replications=1, thin=1)
-    with pytest.raises(TypeError, match=r"dict of \(chain, draw\) arrays, a reference.sampling.Run or an ArviZ"):
+    with pytest.raises(TypeError, match=r"dict of \(chain, draw\) arrays, a "
+                                        r"reference.sampling.Run or an ArviZ"):
         sbc(_nig_simulate, lambda y, s: [1, 2], replications=1, thin=1)
 
 
@@ -342,8 +344,9 @@ def test_sbc_autocorrelated_draws_fail_unthinned_and_pass_with_ess_thinning():
 # 3. The MCMC samplers
 # ============================================================================================
 # Fast versions (in `make test`): 200 replications (100 for the hierarchical sampler), 6 to 16
-# rows, one short chain per data set, ranks against L = 49 (29) draws thinned by ESS. Slow versions (`make validate`): 1000
-# replications and longer chains. Each study has a family-wise false-alarm rate of 1%.
+# rows, one short chain per data set, ranks against L = 49 (29) draws thinned by ESS. Slow
+# versions (`make validate`): 1000 replications and longer chains. Each study has a
+# family-wise false-alarm rate of 1%.
 ROWS = 15
 X_LIN = np.column_stack([np.ones(ROWS), np.linspace(-1.0, 1.0, ROWS)])
 COEFS = ["Intercept", "x"]

@@ -100,7 +100,8 @@ DATA = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "word": list("abcd"), "one": ["u
                      "y": [1.0, 2.0, 3.0, 5.0]})
 
 
-def _spec(formula="y ~ x", priors=None, data=DATA, sigma=HalfNormal(1.0)):
+def _spec(formula="y ~ x", priors=None, data=DATA, sigma=None):
+    sigma = HalfNormal(1.0) if sigma is None else sigma
     priors = {"Intercept": Normal(), "x": Normal()} if priors is None else priors
     return ModelSpec("bad", data, formula, priors, sigma)
 
@@ -146,7 +147,8 @@ BASE = ROOT / "comparisons" / "cases"
      "unknown distribution 'Normall'; valid: Normal, StudentT"),
     (_raw(priors={"Intercept": {"dist": "Normal", "mean": 0}, "x": {"dist": "Normal"}}),
      r"Normal has no parameter \['mean'\]; valid: \['mu', 'sigma'\]"),
-    (_raw(priors={"Intercept": {"mu": 0}, "x": {"dist": "Normal"}}), "must be a table with a 'dist'"),
+    (_raw(priors={"Intercept": {"mu": 0}, "x": {"dist": "Normal"}}),
+     "must be a table with a 'dist'"),
     (_raw(formla="y ~ x"), r"unknown key\(s\) \['formla'\]; valid keys"),
     ({k: v for k, v in _raw().items() if k != "formula"}, "missing required key 'formula'"),
     (_raw(noise=None), "needs a 'sigma' entry"),
@@ -188,7 +190,8 @@ def test_tutorial_variant_uses_bambis_default_priors():
     assert spec.priors["x"].sigma == pytest.approx(
         float(mu.common_terms["x"].prior.args["sigma"]))
     sig = model.parameters["sigma"].prior
-    assert sig.name == "HalfStudentT" and spec.sigma.sigma == pytest.approx(float(sig.args["sigma"]))
+    assert sig.name == "HalfStudentT"
+    assert spec.sigma.sigma == pytest.approx(float(sig.args["sigma"]))
 
 
 def test_shipped_data_equal_the_seed_generators():
