@@ -23,7 +23,7 @@ help:
 	@echo "make report    run every built-in case and write reports/index.html"
 	@echo "make test      run the test suite (fast statistical checks included)"
 	@echo "make validate  long statistical studies (tests marked slow)"
-	@echo "make bench     benchmark scripts (print figures; nothing is asserted)"
+	@echo "make bench     benchmark scripts; ends with a table of the speed goals (nothing asserted)"
 
 venv: $(STAMP)
 
@@ -64,8 +64,9 @@ test: $(STAMP) browser
 validate: $(STAMP)
 	$(PY) -m pytest -m slow -p no:cacheprovider
 
+# BENCH_ARGS passes options on, e.g. make bench BENCH_ARGS=--dense-slopes
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -63,24 +63,34 @@ class ChainRNG:
             np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(self.chains)
         ]
 
-    def _stack(self, draw: Callable[[np.random.Generator], Any]) -> np.ndarray:
-        return np.stack([draw(g) for g in self.generators])
+    def subset(self, mask) -> ChainRNG:
+        """The streams of the chains where ``mask`` (C,) is true, not copies: drawing from the
+        subset advances those chains' own streams, as drawing from the whole would."""
+        sub = object.__new__(ChainRNG)
+        sub.generators = [g for g, keep in zip(self.generators, mask, strict=True) if keep]
+        sub.chains = len(sub.generators)
+        return sub
 
+    # Each method draws chain by chain from that chain's generator; np.array stacks the
+    # per-chain results (one call, cheaper than np.stack for the small arrays of a sweep).
     def normal(self, size=()) -> np.ndarray:
         """Standard normal draws, shape (C, *size)."""
-        return self._stack(lambda g: g.standard_normal(size))
+        return np.array([g.standard_normal(size) for g in self.generators])
 
     def uniform(self, size=()) -> np.ndarray:
         """Uniform(0, 1) draws, shape (C, *size)."""
-        return self._stack(lambda g: g.random(size))
+        return np.array([g.random(size) for g in self.generators])
 
     def exponential(self, size=()) -> np.ndarray:
         """Standard exponential draws, shape (C, *size)."""
-        return self._stack(lambda g: g.standard_exponential(size))
+        return np.array([g.standard_exponential(size) for g in self.generators])
 
     def gamma(self, shape, size=()) -> np.ndarray:
         """Gamma(shape, 1) draws, shape (C, *size); ``shape`` broadcasts, with chain axis first."""
         size = (size,) if isinstance(size, int | np.integer) else tuple(size)
+        if not size and np.ndim(shape) == 0:  # one draw per chain from a common shape
+            a = float(shape)
+            return np.array([g.standard_gamma(a) for g in self.generators])
         shape = np.broadcast_to(np.asarray(shape, dtype=float), (self.chains, *size))
         return np.stack([g.standard_gamma(a) for g, a in zip(self.generators, shape, strict=True)])
 

@@ -545,8 +545,8 @@ def test_kernel_keeps_no_row_of_the_data():
     X = np.column_stack([np.ones(500), rng.normal(size=500)])
     y = X @ [1.0, 2.0] + rng.normal(size=500)
     refs = weakref.ref(X), weakref.ref(y)
-    kernel = gibbs.gibbs_kernel(X, y, names=["Intercept", "x"], beta_cov=10.0,
-                                sigma_prior=P.HalfCauchy(1.0))
+    kernel = gibbs.gibbs_kernel(X, y, names=["Intercept", "x"], beta_cov=10.0,  # noqa: F841
+                                sigma_prior=P.HalfCauchy(1.0))  # alive: it must not hold X, y
     del X, y
     gc.collect()
     assert refs[0]() is None and refs[1]() is None
@@ -557,7 +557,7 @@ def test_kernel_keeps_no_row_of_the_data():
 def test_kernel_from_statistics_alone_with_huge_n():
     """Statistics of n = 10^12 rows (never materialized) give a working sampler whose sigma
     concentrates at the implied residual scale."""
-    n, p = 10**12, 2
+    n = 10**12
     XtX = n * np.array([[1.0, 0.5], [0.5, 1.0]])
     beta_true = np.array([1.0, -2.0])
     Xty = XtX @ beta_true

@@ -272,7 +272,8 @@ def test_fixed_scales_match_the_augmented_conjugate_posterior():
     prior_cov = np.zeros((W.shape[1],) * 2)
     prior_cov[:2, :2] = V
     sizes = [t.n_levels for t in terms]
-    diag = np.concatenate([np.full(k, taus[t.name] ** 2) for k, t in zip(sizes, terms)])
+    diag = np.concatenate([np.full(k, taus[t.name] ** 2)
+                           for k, t in zip(sizes, terms, strict=True)])
     prior_cov[2:, 2:] = np.diag(diag)
     root = np.sqrt(w)
     exact = GaussianKnownNoise(root[:, None] * W, root * d["y"], sigma**2,
@@ -310,7 +311,8 @@ def _dense_conditional(stats, prec, shift, tau, sigma):
     Q[:p, :p] += prec
     if len(stats.blocks) > 1:
         Q[p:, p:] += np.diag(np.concatenate(
-            [np.full(b.stop - b.start, 1 / t**2) for b, t in zip(stats.blocks[1:], tau)]))
+            [np.full(b.stop - b.start, 1 / t**2)
+             for b, t in zip(stats.blocks[1:], tau, strict=True)]))
     cov = np.linalg.solve(Q, np.eye(D))
     return cov @ (stats.Wty / sigma**2 + np.r_[shift, np.zeros(D - p)]), cov
 
@@ -370,6 +372,18 @@ def test_draw_scale_matches_its_conditional(prior, m, S):
         scale, aux, _ = H.draw_scale(rng, prior, m, ss, scale, aux, width=1.0)
     exact = Grid1D(lambda s: -m * np.log(s) - S / (2 * s**2) + prior.logpdf(s), 1e-4, 1e3)
     assert_agree(check_against_exact(str(prior), as_chains(scale), exact))
+
+
+def test_scale_update_of_a_chain_does_not_depend_on_the_others():
+    """Each chain picks the probability scale or the log-scale fallback for itself: a chain with
+    S = 0 (q improper) takes the fallback and leaves the others' paths and draws unchanged."""
+    prior, m = P.HalfNormal(1.0), 20
+    ss, scale = np.array([3.0, 0.0, 5.0]), np.array([0.5, 0.7, 0.9])
+    together = H.draw_scale_slice(ChainRNG(SEED, 3), prior, m, ss, scale, width=np.ones(3))
+    for c in range(3):
+        alone = H.draw_scale_slice(ChainRNG(SEED, 3).subset(np.arange(3) == c), prior, m,
+                                   ss[[c]], scale[[c]], width=np.ones(1))
+        assert together[0][c] == alone[0][0] and together[1][c] == alone[1][0]
 
 
 def test_slice_without_jacobian_fails(monkeypatch):
