@@ -1,7 +1,7 @@
 """The ``crosscheck`` command line: a thin layer over :mod:`comparisons.api`.
 
 Exit status: 0 when every check agrees, 1 on any disagreement, 2 on bad input or usage,
-3 when a verdict is inconclusive.
+3 when a verdict is inconclusive, 4 when the program crashed (a traceback, never a verdict).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_CRASH = 0, 1, 2, 3, 4
 BACKENDS = ("reference", "pymc", "bambi")
 
 
@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
                     "Bambi) against each other and against exact answers, or check your own "
                     "sampler's draws.",
         epilog="Exit status: 0 agree, 1 disagree, 2 bad input or usage, 3 inconclusive "
-               "(some draws mixed too poorly to judge).")
+               "(some draws mixed too poorly to judge), 4 crash.")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -271,7 +271,24 @@ def _verdict_line(summ: dict, page: Path) -> str:
 
 
 def main(argv=None) -> int:
+    """Run the command line; a crash is exit status 4 with its traceback, never a verdict."""
     args = parser().parse_args(argv)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        print("crosscheck: interrupted; files already written are complete (each is written "
+              "whole or not at all)", file=sys.stderr)
+        return 130
+    except Exception:  # a bug or a broken environment: say so, do not read as a finding
+        import traceback
+
+        traceback.print_exc()
+        print("crosscheck: crashed (exit status 4): the traceback above is a bug or a broken "
+              "installation, not a verdict", file=sys.stderr)
+        return EXIT_CRASH
+
+
+def _main(args) -> int:
     from comparisons.cases import CASES, load
 
     if args.command == "list":

@@ -296,8 +296,13 @@ def smc_estimate(spec: ModelSpec, *, draws: int = 2000, chains: int = 4, seed: i
     if marginal is None:
         marginal = marginalizable(spec) is None
     model = build_marginal_pymc_model(spec) if marginal else build_pymc_model(spec)
-    idata = pm.sample_smc(draws=draws, kernel=RepeatedMH, chains=chains,
-                          cores=min(chains, 2), random_seed=seed, model=model, progressbar=False,
+    # a Dask worker is a daemonic process, which may not start the processes of parallel
+    # chains; the chains are seeded one by one either way, so the result is the same
+    import multiprocessing
+
+    cores = 1 if multiprocessing.current_process().daemon else min(chains, 2)
+    idata = pm.sample_smc(draws=draws, kernel=RepeatedMH, chains=chains, cores=cores,
+                          random_seed=seed, model=model, progressbar=False,
                           compute_convergence_checks=False)
     lml = idata["sample_stats"]["log_marginal_likelihood"].values
     per_chain = []

@@ -304,3 +304,15 @@ def test_a_non_editable_install_never_writes_into_site_packages(tmp_path):
         capture_output=True, text=True, cwd=tmp_path).stdout
     assert snapshot() == before
     assert (tmp_path / "home" / ".cache" / "bayes-crosscheck" / "fits").is_dir()
+
+
+def test_a_crash_is_exit_status_4_not_a_verdict(monkeypatch, capsys):
+    """An exception inside a run (here a task failing on a worker) used to leave Python's exit
+    status 1, which make report read as "disagree"."""
+    def broken(*args, **kwargs):
+        raise AssertionError("daemonic processes are not allowed to have children")
+
+    monkeypatch.setattr(api, "run", broken)
+    assert main(["run", "three-point", "--quiet"]) == 4
+    err = capsys.readouterr().err
+    assert "AssertionError: daemonic" in err and "crashed (exit status 4)" in err

@@ -82,3 +82,14 @@ def test_report_on_a_given_scheduler(tmp_path, capsys):
     assert [c["case"] for c in out["cases"]] == ["three-point", "eight-schools"]
     assert (tmp_path / "three-point" / "reference.nc").is_file()
     assert (tmp_path / "index.html").is_file()
+
+
+def test_smc_evidence_runs_inside_a_dask_worker(tmp_path):
+    """A Dask worker is a daemonic process; PyMC's SMC used to start chain processes there and
+    crash the whole report. three-point asks for SMC evidence."""
+    (summ,) = api.report(tmp_path, cases=["three-point"], backends=("pymc",), draws=200,
+                         tune=200, cache=False, workers=1)
+    smc = next(r for r in summ["evidence"]["estimates"] if r["method"] == "smc")
+    assert smc["log_evidence"] is not None, smc["note"]
+    check = next(c for c in summ["evidence"]["checks"] if c["method"] == "smc")
+    assert check["verdict"] == "agree", check  # within 3 se + 0.05 nats of -5.4775
