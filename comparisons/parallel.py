@@ -102,11 +102,14 @@ class Runner:
 
     # --- work ---------------------------------------------------------------------------
     def map(self, fn: Callable, units: Sequence, *, progress: Callable | None = None,
-            events: Callable[[str], Any] | None = None) -> list:
+            events: Callable[[str], Any] | None = None, priorities: Sequence | None = None
+            ) -> list:
         """``[fn(*unit) for unit in units]`` (a unit that is not a tuple is one argument).
 
         ``progress(index, result)`` is called as each unit finishes (in finishing order);
-        ``events(message)`` receives what tasks report with :func:`report_progress`.
+        ``events(message)`` receives what tasks report with :func:`report_progress`;
+        ``priorities`` (higher first) lets the longest units start first, so that a long one
+        does not run alone at the end. None of these changes any result.
         """
         units = [u if isinstance(u, tuple) else (u,) for u in units]
         if not units:
@@ -125,7 +128,9 @@ class Runner:
             client.subscribe_topic(TOPIC, lambda event: events(event[1]))
         try:
             batch = uuid.uuid4().hex  # keys unique to this call: never another call's result
-            futures = [client.submit(fn, *u, pure=False, key=f"unit-{batch}-{i}")
+            prio = list(priorities) if priorities is not None else [0] * len(units)
+            futures = [client.submit(fn, *u, pure=False, key=f"unit-{batch}-{i}",
+                                     priority=prio[i])
                        for i, u in enumerate(units)]
             index = {f.key: i for i, f in enumerate(futures)}
             results: list = [None] * len(units)

@@ -872,7 +872,8 @@ def sensitivity_refits(spec: ModelSpec, draws: int = 1000, chains: int = 4, seed
         if dt is None:
             dt = fit_reference(rescaled, **run)
             if cache is not None:
-                cache.save_fit(key, dt)
+                cache.save_fit(key, dt, about={"case": spec.name, "backend": "reference",
+                                               "prior_scales": label, **run})
         out[label] = dt
     return out
 

@@ -69,15 +69,22 @@ def provenance(result: CaseResult) -> dict:
             "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])}
 
 
-def _summarize(x: np.ndarray) -> dict:
+def _summarize(x: np.ndarray, diag: dict | None = None) -> dict:
+    """Mean, sd, 5%/95% quantiles, MCSE of the mean, bulk ESS and R-hat of draws ``x``;
+    ``diag`` (the element's :func:`comparisons.verdicts.diagnostics` entry) saves recomputing
+    ESS and R-hat."""
     import arviz_stats
 
     flat = x.reshape(-1)
+    if diag is None:
+        diag = {"ess_bulk": float(arviz_stats.ess(x, method="bulk")),
+                "r_hat": float(arviz_stats.rhat(x)) if x.shape[0] > 1 else float("nan")}
+    r_hat = diag["r_hat"]
     return {"mean": float(flat.mean()), "sd": float(flat.std(ddof=1)),
             "q05": float(np.quantile(flat, 0.05)), "q95": float(np.quantile(flat, 0.95)),
             "mcse_mean": float(arviz_stats.mcse(x, method="mean")),
-            "ess_bulk": float(arviz_stats.ess(x, method="bulk")),
-            "r_hat": float(arviz_stats.rhat(x)) if x.shape[0] > 1 else None}
+            "ess_bulk": float(diag["ess_bulk"]),
+            "r_hat": None if x.shape[0] < 2 or not np.isfinite(r_hat) else float(r_hat)}
 
 
 def summary(result: CaseResult) -> dict:
@@ -103,7 +110,9 @@ def summary(result: CaseResult) -> dict:
         backends[b] = {
             "inference_library": post.attrs.get("inference_library"),
             "algorithm": post.attrs.get("algorithm"),
-            "parameters": {label: _summarize(x) for label, _, x in scalar_elements(spec, post)},
+            "parameters": {label: _summarize(x, result.diagnostics.get(b, {}).get(
+                               "parameters", {}).get(label))
+                           for label, _, x in scalar_elements(spec, post)},
             "evidence": {r["method"]: {"log_evidence": r["log_evidence"], "se": r["se"],
                                        "note": r["note"]}
                          for r in result.evidence if r["backend"] == b},
