@@ -129,12 +129,14 @@ class Runner:
         try:
             batch = uuid.uuid4().hex  # keys unique to this call: never another call's result
             prio = list(priorities) if priorities is not None else [0] * len(units)
-            futures = [client.submit(fn, *u, pure=False, key=f"unit-{batch}-{i}",
-                                     priority=prio[i])
-                       for i, u in enumerate(units)]
-            index = {f.key: i for i, f in enumerate(futures)}
+            # submitted highest priority first: a free worker takes a task as soon as it
+            # arrives, before later submissions could outrank it
+            order = sorted(range(len(units)), key=lambda i: -prio[i])
+            futures = {i: client.submit(fn, *units[i], pure=False, key=f"unit-{batch}-{i}",
+                                        priority=prio[i]) for i in order}
+            index = {f.key: i for i, f in futures.items()}
             results: list = [None] * len(units)
-            for future in as_completed(futures):
+            for future in as_completed(list(futures.values())):
                 i = index[future.key]
                 results[i] = future.result()  # re-raises a task's exception here
                 if progress is not None:
