@@ -1047,9 +1047,13 @@ def density_plot(result: CaseResult):
     return fig
 
 
+#: the most rows a z-score plot shows (the largest |z|); more make an unreadable, slow figure
+MAX_Z_ROWS = 60
+
+
 def z_plot(rows: list[dict]):
-    """Every check's z-score (difference / combined MCSE), one row per check, over the band
-    of the smallest threshold in ``rows``; None when there are no checks.
+    """The checks' z-scores, one row per check (the :data:`MAX_Z_ROWS` largest |z| when there
+    are more), over the band of the smallest threshold in ``rows``; None without checks.
 
     Each row is a check dict with ``backend``, ``other`` (default "exact"), ``parameter``,
     ``quantity``, ``z`` and ``tolerance``.
@@ -1059,17 +1063,24 @@ def z_plot(rows: list[dict]):
     if not rows:
         return None
     backends = list(dict.fromkeys(r["backend"] for r in rows))
+    n_all = len(rows)
+    t = min(r["tolerance"] for r in rows)
+    if n_all > MAX_Z_ROWS:
+        keep = sorted(range(n_all), key=lambda i: -abs(np.nan_to_num(rows[i]["z"], nan=np.inf)))
+        rows = [rows[i] for i in sorted(keep[:MAX_Z_ROWS])]
     fig, ax = plt.subplots(figsize=(WIDTH, 0.2 * len(rows) + 1.0))
     ys = np.arange(len(rows))
     zs = np.array([r["z"] for r in rows], dtype=float)
-    t = min(r["tolerance"] for r in rows)
     ax.axvspan(-t, t, color="#e8f3e8")
     ax.scatter(zs, ys, c=[_color(r["backend"], backends.index(r["backend"])) for r in rows],
                s=14)
     ax.set_yticks(ys, [f'{r["backend"]} vs {r.get("other", "exact")}: {r["parameter"]} '
                        f'{r["quantity"]}' for r in rows], fontsize=7)
     ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlabel("z = difference / combined MCSE (shaded: the smallest Holm threshold)")
+    ax.set_xlabel("z: difference / combined MCSE; q05, q95 on the probability scale "
+                  "(shaded: the smallest Holm threshold)")
+    if n_all > len(rows):
+        ax.set_title(f"the {len(rows)} of {n_all} checks with the largest |z|", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -191,11 +191,12 @@ def _exact(m, q):
 
 
 def _collapsed(checks: list[dict]) -> list[dict]:
-    """One row per backend, parameter (group levels pooled) and quantity: the largest |z|."""
+    """One row per backend, parameter (group levels pooled; all correlations pooled) and
+    quantity: the largest |z|."""
     best: dict = {}
     for c in checks:
-        key = (c["backend"], c.get("other", "exact"), c["parameter"].split("[", 1)[0],
-               c["quantity"])
+        name = "corr" if c["quantity"] == "corr" else c["parameter"].split("[", 1)[0]
+        key = (c["backend"], c.get("other", "exact"), name, c["quantity"])
         if key not in best or abs(c["z"]) > abs(best[key]["z"]):
             n_levels = best.get(key, {}).get("n", 0) + 1
             best[key] = {**c, "parameter": key[2], "n": n_levels}
@@ -265,7 +266,7 @@ def case_html(result: CaseResult, summ: dict, cache=None, *, index_link: bool = 
     rows = "".join(
         f"<tr><td style='text-align:left'>{e(c['backend'])} vs {e(c.get('other', 'exact'))}</td>"
         f"<td style='text-align:left'>"
-        f"{e(c['parameter'])}{' (' + str(c['n']) + ' levels, worst shown)' if c['n'] > 1 else ''}"
+        f"{e(c['parameter'])}{' (' + str(c['n']) + ' checks, worst shown)' if c['n'] > 1 else ''}"
         f"</td><td>{c['quantity']}</td><td>{c['estimate']:.4g}</td>"
         f"<td>{c['target']:.4g}</td><td>{c.get('diff_sd', float('nan')):+.3f}</td>"
         f"<td>{c['mcse']:.3g}</td><td>{c['z']:+.2f}"
