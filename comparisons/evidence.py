@@ -275,7 +275,7 @@ def _safe(fn, method: str, backend: str) -> dict:
             "se": None if e.se is None else float(e.se), "note": ""}
 
 
-def smc_estimate(spec: ModelSpec, *, draws: int = 2000, chains: int = 4, seed: int = 0,
+def smc_estimate(spec: ModelSpec, *, draws: int = 1000, chains: int = 4, seed: int = 0,
                  marginal: bool | None = None) -> dict:
     """PyMC's SMC log marginal likelihood; the error is the spread across chains / sqrt(C),
     widened to a t interval for the few chains (Student's t with C - 1 degrees of freedom).

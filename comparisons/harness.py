@@ -36,6 +36,9 @@ from models.spec import ModelSpec
 #: the threshold the conjugate seed cases are held to (issue acceptance: within 4 MCSE)
 Z_MAX = 4.0
 BACKENDS = ("reference", "pymc", "bambi")
+#: SMC particles per chain for a case's evidence: 2000 took 138 s of a cold report on radon (a
+#: Python call per particle and step); the 4-chain error bar widens to match at 1000
+SMC_PARTICLES = 1000
 
 
 class ModelMismatch(ValueError):
@@ -222,7 +225,8 @@ def case_evidence(spec: ModelSpec, result: CaseResult, cache=None) -> list[dict]
 
     smc = None
     if "smc" in spec.evidence and "pymc" in result.posteriors:
-        run = {"draws": 2000, "chains": 4, "seed": result.settings["backend_seeds"]["pymc"]}
+        run = {"draws": SMC_PARTICLES, "chains": 4,
+               "seed": result.settings["backend_seeds"]["pymc"]}
         # keyed on the model code and on the estimator's own source (not all of comparisons/)
         key = make_key(kind="smc", spec=fingerprint(spec), source=("reference", "models"),
                        estimator=inspect.getsource(smc_estimate), **run)

@@ -40,7 +40,7 @@ def pymc_code(spec: ModelSpec, *, marginal: bool = False) -> str:
     used: set = {"pm", "pt", "np", "X", "y", "Z", "codes", "coords", "noise_sd", "model", "mu",
                  "sigma", "sigma2"}
     if marginal:
-        used |= {"G", "w", "r", "A", "B", "tau2", "logdet", "quad"}
+        used |= {"level", "w", "r", "A", "B", "tau2", "logdet", "quad"}
     lines = ["import numpy as np"] if marginal else []
     lines += ["import pymc as pm", "import pytensor.tensor as pt", ""]
     lines.append(f"# {spec.formula}")
@@ -96,8 +96,11 @@ def pymc_code(spec: ModelSpec, *, marginal: bool = False) -> str:
                  "# N(mu_j, D_j + tau^2 11'); determinant lemma and Sherman-Morrison per level",
                  "w = pt.ones(len(y)) / sigma**2            # noise precision per row",
                  "r = y - mu",
-                 f'A = pt.dot(G["{g.name}"].T, w)            # sum of w in each level',
-                 f'B = pt.dot(G["{g.name}"].T, w * r)        # sum of w r in each level',
+                 f'level = codes["{g.name}"]                 # level of each row',
+                 f"A = pt.inc_subtensor(pt.zeros({len(g.levels)})[level], w)      "
+                 "# sum of w in each level",
+                 f"B = pt.inc_subtensor(pt.zeros({len(g.levels)})[level], w * r)  "
+                 "# sum of w r in each level",
                  f"tau2 = {tau}**2",
                  "logdet = -pt.sum(pt.log(w)) + pt.sum(pt.log1p(tau2 * A))",
                  "quad = pt.sum(w * r**2) - pt.sum(tau2 * B**2 / (1 + tau2 * A))",
@@ -175,8 +178,6 @@ def marginal_pymc_code(spec: ModelSpec) -> str:
 def build_marginal_pymc_model(spec: ModelSpec):
     """Execute :func:`marginal_pymc_code` and return the ``pm.Model``."""
     ns = namespace(spec)
-    d = spec.design()
-    ns["G"] = {g.name: np.eye(len(g.levels))[g.codes] for g in d.groups}
     exec(compile(marginal_pymc_code(spec), f"<marginal pymc model {spec.name}>", "exec"), ns)  # noqa: S102
     return ns["model"]
 
