@@ -85,8 +85,12 @@ class Runner:
                                      f"{err}") from None
             else:
                 n = self.workers or default_workers(n_units)
+                # No dashboard; the scheduler's own HTTP server (health, metrics) on a free port
+                # instead of 8787, so two clusters at once (two commands, two test workers) do
+                # not warn that the port is taken.
                 self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                              dashboard_address=None,
+                                             scheduler_kwargs={"dashboard_address": ":0"},
                                              silence_logs=logging.ERROR)
                 self._client = Client(self._cluster)
         return self._client

@@ -66,6 +66,19 @@ def test_successive_maps_on_one_cluster_never_mix_results():
     assert first == [2, 4, 8] and second == [3, 9, 27]
 
 
+def test_two_local_clusters_at_once_do_not_warn_about_a_port():
+    """Two commands (or two test workers) each start a LocalCluster: neither binds 8787, so
+    neither prints distributed's 'Port 8787 is already in use' warning."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Runner(workers=1) as a, Runner(workers=1) as b:
+            assert a.map(pow, [(2, 2)]) == [4] and b.map(pow, [(3, 2)]) == [9]
+    assert not [w for w in caught if "already in use" in str(w.message)], \
+        [str(w.message) for w in caught]
+
+
 def test_report_on_a_given_scheduler(tmp_path, capsys):
     """--scheduler ADDRESS: the cases run on that cluster's workers and the files land here."""
     import logging
